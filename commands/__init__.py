@@ -1,0 +1,1 @@
+"""Commands (pydantic models), their handlers, the embedding API and the `escrow` CLI."""

@@ -1,0 +1,263 @@
+"""The embedding API: `Escrow(store_url, policy=, clock=, agents=)` with `execute(command)`,
+queries and `tick(now)`. Thread-safe; a version clash reloads and decides again (bounded), so
+two racing commands end as one winner and one clean refusal.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from commands.handlers import HANDLERS
+from commands.models import Command, parse_command
+from commands.queries import AppealView, LedgerView, OrderView, Outcome, Recorded, TraderView
+from commands.receipts import Receipt, fingerprint
+from commands.store import parse_store_url
+from commands.system import (
+    CloseFreezeWindow,
+    ExpirePaymentProof,
+    ExpirePaymentWindow,
+    ExpireSanctions,
+    SystemCommand,
+)
+from commands.unit import Unit, project
+from escrow.appeal import Appeal
+from escrow.clock import Clock, SystemClock
+from escrow.errors import ConcurrencyConflict, EscrowError, NotFound, ValidationError
+from escrow.machines import APPEAL, ORDER, Situation
+from escrow.order import Order
+from escrow.policy import Policy
+from escrow.recording import EscrowAggregate, stream_id
+from escrow.trader import Trader
+from projections.base import Projector
+from projections.deadlines import (
+    FREEZE_WINDOW,
+    PAYMENT_PROOF,
+    PAYMENT_WINDOW,
+    SANCTION_EXPIRY,
+    Deadlines,
+    stamp,
+)
+from projections.ledger import Ledger
+from projections.readstore import ReadStore
+
+MAX_ATTEMPTS = 12
+STREAM_NAMES = {Order: "order", Appeal: "appeal", Trader: "trader", Receipt: "command"}
+
+
+class EscrowApplication(Application[UUID]):
+    name = "escrow"
+
+
+class Escrow:
+    def __init__(
+        self,
+        store: str = "memory:",
+        *,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        agents: Iterable[str] = (),
+    ) -> None:
+        self.config = parse_store_url(store)
+        self.policy = policy or Policy()
+        self.clock = clock or SystemClock()
+        self.agents = frozenset(agents)
+        self.app = EscrowApplication(env=self.config.env)
+        self.read = ReadStore.open(self.config)
+        self.projector = Projector(self.app, self.read, [Deadlines(), Ledger()])
+        self.projector.catch_up()
+
+    def __enter__(self) -> Escrow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.read.close()
+        self.app.close()
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def execute(self, command: Command) -> Outcome:
+        """Decide and record one command; raises an EscrowError (with its code) on refusal."""
+        return self._run(command, self.clock.now())
+
+    def run(self, name: str, fields: dict[str, Any]) -> Outcome:
+        """`execute` for plain data, e.g. `run("release", {"order": "o1", "by": "alice"})`."""
+        return self.execute(parse_command(name, fields))
+
+    def _run(self, command: Command, now: datetime) -> Outcome:
+        handler = HANDLERS.get(type(command))
+        if handler is None:
+            raise ValidationError(f"not a command: {type(command).__name__}")
+        system = isinstance(command, SystemCommand)
+        for attempt in range(MAX_ATTEMPTS):
+            unit = Unit(self.app, now, self.policy, self.agents, system=system)
+            receipt_ref = command.command_id
+            if receipt_ref is not None:
+                earlier = unit.find(Receipt, receipt_ref)
+                if earlier is not None:
+                    return self._replay(command, earlier)
+            handler(unit, command)
+            pending = [(a, list(a.pending_events)) for a in unit.changed]
+            recorded = [self._describe(a, e) for a, events in pending for e in events]
+            if receipt_ref is not None:
+                unit.add(
+                    Receipt.issue(
+                        receipt_ref,
+                        command.name,
+                        command.actor,
+                        self._print(command),
+                        [r.model_dump(mode="json") for r in recorded],
+                        now,
+                    )
+                )
+            try:
+                recordings = self.app.save(*unit.changed)
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            if recordings:
+                first = recordings[0].notification.id
+                events = [r.domain_event for r in recordings]
+                if not self.projector.apply(first, events):
+                    self.projector.catch_up()
+            return Outcome(command=command.name, command_id=receipt_ref, recorded=recorded)
+        raise ConcurrencyConflict(f"{command.name} kept losing races; nothing was recorded")
+
+    @staticmethod
+    def _print(command: Command) -> str:
+        return fingerprint(command.name, command.model_dump(mode="json", exclude={"command_id"}))
+
+    def _replay(self, command: Command, receipt: Receipt) -> Outcome:
+        if receipt.fingerprint != self._print(command):
+            raise ValidationError(
+                f"command_id {command.command_id!r} was already used for another command"
+            )
+        return Outcome(
+            command=command.name,
+            command_id=command.command_id,
+            replayed=True,
+            recorded=[Recorded.model_validate(r) for r in receipt.recorded],
+        )
+
+    @staticmethod
+    def _describe(aggregate: EscrowAggregate, event: Any) -> Recorded:
+        return Recorded(
+            stream=aggregate.KIND,
+            ref=aggregate.ref,
+            version=event.originator_version,
+            event=type(event).__name__,
+            rule=event.rule,
+            actor=event.actor,
+            at=event.timestamp,
+        )
+
+    # --- deadlines ------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> list[Outcome]:
+        """Fire every deadline due at `now` (default: the clock), each once, as system
+        commands; a deadline that no longer applies records nothing."""
+        now = now or self.clock.now()
+        self.projector.catch_up()
+        rows = self.read.query(
+            "SELECT kind, stream FROM escrow_deadlines WHERE due_at <= ? ORDER BY due_at, kind",
+            [stamp(now)],
+        )
+        fired: list[Outcome] = []
+        seen: set[tuple[str, str]] = set()
+        for kind, stream in rows:
+            if (kind, stream) in seen:
+                continue
+            seen.add((kind, stream))
+            command = self._deadline_command(kind, UUID(stream))
+            if command is None:
+                continue
+            try:
+                fired.append(self._run(command, now))
+            except EscrowError:
+                continue  # moved on since (paid, proven, lifted): the deadline no longer applies
+        return fired
+
+    def _deadline_command(self, kind: str, stream: UUID) -> SystemCommand | None:
+        unit = Unit(self.app, self.clock.now(), self.policy, self.agents)
+        if kind == PAYMENT_WINDOW:
+            order = unit.find_id(Order, stream)
+            return ExpirePaymentWindow(order=order.ref) if order else None
+        if kind in (PAYMENT_PROOF, FREEZE_WINDOW):
+            appeal = unit.find_id(Appeal, stream)
+            if appeal is None:
+                return None
+            if kind == PAYMENT_PROOF:
+                return ExpirePaymentProof(appeal=appeal.ref)
+            return CloseFreezeWindow(appeal=appeal.ref)
+        if kind == SANCTION_EXPIRY:
+            trader = unit.find_id(Trader, stream)
+            return ExpireSanctions(trader=trader.ref) if trader else None
+        return None
+
+    # --- queries --------------------------------------------------------------------------
+
+    def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
+        try:
+            return self.app.repository.get(
+                stream_id(cls.KIND, ref), version=version, projector_func=project
+            )
+        except AggregateNotFoundError:
+            raise NotFound(f"no {cls.KIND} {ref!r}") from None
+
+    def order(self, ref: str) -> OrderView:
+        return OrderView.of(self._load(Order, ref))
+
+    def appeal(self, ref: str) -> AppealView:
+        return AppealView.of(self._load(Appeal, ref))
+
+    def trader(self, name: str, at: datetime | None = None) -> TraderView:
+        try:
+            found: Trader | None = self._load(Trader, name)
+        except NotFound:
+            found = None
+        return TraderView.of(name, found, at or self.clock.now())
+
+    def ledger(self, asset: str) -> LedgerView:
+        self.projector.catch_up()
+        rows = self.read.query(
+            "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
+        )
+        values = [Decimal(str(v)) for v in rows[0]] if rows else [Decimal(0)] * 3
+        return LedgerView(asset=asset, in_escrow=values[0], released=values[1], returned=values[2])
+
+    def allowed(
+        self, actor: str, *, order: str | None = None, appeal: str | None = None
+    ) -> list[str]:
+        """What `actor` may do now on this order or appeal: the commands the rulebook would
+        accept from its current state (amount limits are checked when the command comes)."""
+        unit = Unit(self.app, self.clock.now(), self.policy, self.agents)
+        who = unit.actor(actor)
+        now = self.clock.now()
+        if appeal is not None:
+            a = self._load(Appeal, appeal)
+            o = self._load(Order, a.order)
+            roles = a.roles_of(who)
+            situation = Situation(o, now, a, outcome=None)
+            return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
+        if order is None:
+            raise ValidationError("name an order or an appeal")
+        o = self._load(Order, order)
+        roles = o.roles_of(who)
+        commands = {"mark_paid", "cancel_order", "release", "open_appeal"}
+        situation = Situation(o, now, issue="")
+        return [
+            t
+            for t in ORDER.triggers(roles)
+            if t in commands and ORDER.allows(t, o.state, situation)
+        ]

@@ -1,0 +1,277 @@
+"""One pydantic model per command of scenarios.md, validated at the boundary.
+
+Limits are part of the contract (README, "Input limits"): ids and names up to 64 characters of
+letters, digits and `._:@-`; asset and fiat codes 2–10 upper-case letters or digits; amounts
+positive, finite, exact (no floats), at most 18 decimal places and below 10^15; descriptions up
+to 2,000 characters, notes and references up to 200, at most 20 evidence refs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+
+from escrow.durations import parse_duration
+from escrow.errors import ValidationError
+from escrow.vocabulary import Reason
+
+MAX_AMOUNT = Decimal(10) ** 15
+MAX_PLACES = 18
+
+
+def _exact_amount(value: Any) -> Decimal:
+    if isinstance(value, bool | float):
+        raise ValueError("amounts are strings or integers, never floats (a float is inexact)")
+    if isinstance(value, int):
+        value = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            raise ValueError(f"not a decimal number: {value!r}") from None
+    if not isinstance(value, Decimal):
+        raise ValueError("amounts are decimal strings or integers")
+    if not value.is_finite():
+        raise ValueError("amounts are finite numbers")
+    if value <= 0:
+        raise ValueError("amounts are positive")
+    if value >= MAX_AMOUNT:
+        raise ValueError("amount too large (limit 10^15)")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise ValueError(f"at most {MAX_PLACES} decimal places")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError("durations are written like 15m, 24h or 2d")
+    parsed = parse_duration(value)
+    if parsed <= timedelta(0):
+        raise ValueError("a duration must be positive")
+    return parsed
+
+
+Amount = Annotated[Decimal, BeforeValidator(_exact_amount)]
+Ref = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
+Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z0-9]{2,10}$")]
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=2000)]
+Short = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+Method = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+Refs = Annotated[list[Short], Field(max_length=20)]
+Window = Annotated[timedelta, BeforeValidator(_duration)]
+ReasonCode = Literal[
+    "seller_not_releasing",
+    "cancelled_after_payment",
+    "amount_mismatch",
+    "seller_payment_method_problem",
+    "verbal_abuse",
+    "payment_not_received",
+    "insufficient_payment",
+    "non_real_name_payment",
+    "bank_account_frozen",
+]
+assert set(ReasonCode.__args__) == {r.value for r in Reason}  # type: ignore[attr-defined]
+
+
+class Command(BaseModel):
+    """Every command names its actor (`by`) and may carry a `command_id` for idempotency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str]
+
+    command_id: Ref | None = None
+
+    @property
+    def actor(self) -> str:
+        return str(getattr(self, "by", "platform"))
+
+
+class OrderCommand(Command):
+    order: Ref
+    by: Ref
+
+
+class AppealCommand(Command):
+    appeal: Ref
+    by: Ref
+
+
+class CreateOrder(Command):
+    name = "create_order"
+    order: Ref
+    seller: Ref
+    buyer: Ref
+    asset: Code
+    amount: Amount
+    price: Amount
+    fiat: Code
+    payment_method: Method
+    reference_price: Amount | None = None
+    instant: StrictBool = True
+    payment_window: Window | None = None
+
+
+class MarkPaid(OrderCommand):
+    name = "mark_paid"
+    paid_amount: Amount | None = None
+
+
+class CancelOrder(OrderCommand):
+    name = "cancel_order"
+
+
+class Release(OrderCommand):
+    name = "release"
+
+
+class OpenAppeal(OrderCommand):
+    name = "open_appeal"
+    reason: ReasonCode
+    appeal: Ref
+    description: Text | None = None
+
+
+class AddEvidence(AppealCommand):
+    name = "add_evidence"
+    description: Text
+    refs: Refs = []
+
+
+class CancelAppeal(AppealCommand):
+    name = "cancel_appeal"
+
+
+class StartReview(AppealCommand):
+    name = "start_review"
+
+
+class RequestRefund(AppealCommand):
+    name = "request_refund"
+    amount: Amount
+    note: Short | None = None
+
+
+class ReportRefund(AppealCommand):
+    name = "report_refund"
+    amount: Amount
+    reference: Short | None = None
+
+
+class ConfirmRefund(AppealCommand):
+    name = "confirm_refund"
+
+
+class RefuseRefund(AppealCommand):
+    name = "refuse_refund"
+
+
+class RequestPaymentProof(AppealCommand):
+    name = "request_payment_proof"
+
+
+class SubmitPaymentProof(AppealCommand):
+    name = "submit_payment_proof"
+    refs: Refs = []
+
+
+class AgreeTopUp(AppealCommand):
+    name = "agree_top_up"
+
+
+class RefuseTopUp(AppealCommand):
+    name = "refuse_top_up"
+
+
+class ConfirmTopUp(AppealCommand):
+    name = "confirm_top_up"
+    amount: Amount | None = None
+
+
+class SubmitFreezeProof(AppealCommand):
+    name = "submit_freeze_proof"
+    refs: Refs = []
+
+
+class ApplySanction(Command):
+    name = "apply_sanction"
+    trader: Ref
+    by: Ref
+    kind: Literal["p2p_suspension", "partial_ban", "permanent_suspension"]
+    severity: Literal["normal", "severe"] | None = None
+    appeal: Ref | None = None
+
+
+class LiftSanction(Command):
+    name = "lift_sanction"
+    trader: Ref
+    by: Ref
+    kind: Literal["p2p_suspension", "trading_suspension_24h", "partial_ban", "permanent_suspension"]
+
+
+class ResolveAppeal(AppealCommand):
+    name = "resolve_appeal"
+    outcome: Literal["release", "cancel"] | None = None
+
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.name: cls
+    for cls in (
+        CreateOrder,
+        MarkPaid,
+        CancelOrder,
+        Release,
+        OpenAppeal,
+        AddEvidence,
+        CancelAppeal,
+        StartReview,
+        RequestRefund,
+        ReportRefund,
+        ConfirmRefund,
+        RefuseRefund,
+        RequestPaymentProof,
+        SubmitPaymentProof,
+        AgreeTopUp,
+        RefuseTopUp,
+        ConfirmTopUp,
+        SubmitFreezeProof,
+        ApplySanction,
+        LiftSanction,
+        ResolveAppeal,
+    )
+}
+
+
+class InvalidCommand(ValidationError):
+    """A command that does not fit its model; `fields` names what is wrong, field by field."""
+
+    def __init__(self, name: str, fields: list[tuple[str, str]]) -> None:
+        self.command = name
+        self.fields = fields
+        detail = "; ".join(f"{f}: {msg}" for f, msg in fields)
+        super().__init__(f"{name}: {detail}")
+
+
+def parse_command(name: str, data: Any) -> Command:
+    """Build a command from plain data (a scenario step, JSON); refusals are typed."""
+    model = COMMANDS.get(name)
+    if model is None:
+        raise InvalidCommand(name, [("command", f"unknown command {name!r}")])
+    if not isinstance(data, dict):
+        raise InvalidCommand(name, [("fields", "expected a mapping of fields")])
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise invalid(name, e) from None
+
+
+def invalid(name: str, error: pydantic.ValidationError) -> InvalidCommand:
+    fields = [
+        (".".join(str(p) for p in err["loc"]) or "fields", err["msg"].removeprefix("Value error, "))
+        for err in error.errors()
+    ]
+    return InvalidCommand(name, fields)

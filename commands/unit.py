@@ -1,0 +1,99 @@
+"""One attempt at one command: the aggregates it loaded and changed, the time, the policy.
+
+Everything a command changes is saved in one `app.save(...)`: atomic, with optimistic
+concurrency on every aggregate touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from escrow.actors import SYSTEM_ACTOR, Actor
+from escrow.appeal import Appeal
+from escrow.errors import NotAuthorized, NotFound
+from escrow.order import Order
+from escrow.policy import Policy
+from escrow.recording import EscrowAggregate, stream_id
+from escrow.trader import Trader
+from escrow.vocabulary import SYSTEM
+
+A = TypeVar("A", bound=EscrowAggregate)
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """A plain projector: skips the library's run-time Protocol check on every event (3×)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+class Unit:
+    def __init__(
+        self,
+        app: Application[UUID],
+        now: datetime,
+        policy: Policy,
+        agents: frozenset[str],
+        system: bool = False,
+    ) -> None:
+        self.app = app
+        self.now = now
+        self.policy = policy
+        self.agents = agents
+        self.system = system
+        self._loaded: dict[UUID, EscrowAggregate | None] = {}
+        self.changed: list[EscrowAggregate] = []
+
+    def actor(self, name: str) -> Actor:
+        if name == SYSTEM:
+            if not self.system:
+                raise NotAuthorized("the system actor is reserved for deadlines")
+            return SYSTEM_ACTOR
+        return Actor(name, is_agent=name in self.agents)
+
+    def find(self, cls: type[A], ref: str) -> A | None:
+        return self.find_id(cls, stream_id(cls.KIND, ref))
+
+    def find_id(self, cls: type[A], key: UUID) -> A | None:
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = self.app.repository.get(key, projector_func=project)
+            except AggregateNotFoundError:
+                self._loaded[key] = None
+        found = self._loaded[key]
+        assert found is None or isinstance(found, cls)
+        return found
+
+    def get(self, cls: type[A], ref: str) -> A:
+        found = self.find(cls, ref)
+        if found is None:
+            raise NotFound(f"no {cls.KIND} {ref!r}")
+        return self.touch(found)
+
+    def order(self, ref: str) -> Order:
+        return self.get(Order, ref)
+
+    def appeal(self, ref: str) -> Appeal:
+        return self.get(Appeal, ref)
+
+    def trader(self, name: str) -> Trader:
+        """The trader's stream, started now if this is their first sanction."""
+        found = self.find(Trader, name)
+        if found is None:
+            found = Trader.register(name, self.now)
+            self._loaded[found.id] = found
+        return self.touch(found)
+
+    def add(self, aggregate: A) -> A:
+        self._loaded[aggregate.id] = aggregate
+        return self.touch(aggregate)
+
+    def touch(self, aggregate: A) -> A:
+        if not any(a is aggregate for a in self.changed):
+            self.changed.append(aggregate)
+        return aggregate

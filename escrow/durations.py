@@ -1,0 +1,31 @@
+"""The duration syntax shared by policies and scenario files: `Ns`, `Nm`, `Nh`, `Nd` or a
+concatenation such as `1d2h30m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+)([dhms])")
+_WHOLE = re.compile(r"(?:\d+[dhms])+")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    text = text.strip()
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 15m, 2d, 1d2h30m)")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNIT_SECONDS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,128 @@
+"""The one hierarchy of refusals.
+
+Every refusal carries the stable `code` of scenarios.md (callers and scenario files match on
+it) and, where a rule decided, the rule ID of rules.md, so a refusal can be traced to the
+rule that caused it.
+"""
+
+from __future__ import annotations
+
+# Codes in the order scenarios.md checks them when several apply.
+PRECEDENCE: tuple[str, ...] = (
+    "validation_error",
+    "not_found",
+    "duplicate_id",
+    "not_authorized",
+    "trader_suspended",
+    "release_blocked_by_appeal",
+    "appeal_already_open",
+    "issue_already_resolved",
+    "appeal_not_allowed",
+    "deadline_passed",
+    "price_deviation",
+    "refund_pending",
+    "amount_exceeds_limit",
+    "invalid_state",
+)
+
+
+class EscrowError(Exception):
+    """A command was refused; nothing was recorded."""
+
+    code: str = "invalid_state"
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+
+    def __str__(self) -> str:
+        rule = f" [{self.rule}]" if self.rule else ""
+        return f"{self.code}{rule}: {self.message}"
+
+
+class ValidationError(EscrowError):
+    code = "validation_error"
+
+
+class NotFound(EscrowError):
+    code = "not_found"
+
+
+class DuplicateId(EscrowError):
+    code = "duplicate_id"
+
+
+class NotAuthorized(EscrowError):
+    code = "not_authorized"
+
+
+class TraderSuspended(EscrowError):
+    code = "trader_suspended"
+
+
+class ReleaseBlockedByAppeal(EscrowError):
+    code = "release_blocked_by_appeal"
+
+
+class AppealAlreadyOpen(EscrowError):
+    code = "appeal_already_open"
+
+
+class IssueAlreadyResolved(EscrowError):
+    code = "issue_already_resolved"
+
+
+class AppealNotAllowed(EscrowError):
+    code = "appeal_not_allowed"
+
+
+class DeadlinePassed(EscrowError):
+    code = "deadline_passed"
+
+
+class PriceDeviation(EscrowError):
+    code = "price_deviation"
+
+
+class RefundPending(EscrowError):
+    code = "refund_pending"
+
+
+class AmountExceedsLimit(EscrowError):
+    code = "amount_exceeds_limit"
+
+
+class InvalidState(EscrowError):
+    code = "invalid_state"
+
+
+class ConcurrencyConflict(EscrowError):
+    """Raised only when bounded reload-and-retry kept losing races; nothing was recorded."""
+
+    code = "invalid_state"
+
+
+ERROR_CLASSES: dict[str, type[EscrowError]] = {
+    cls.code: cls
+    for cls in (
+        ValidationError,
+        NotFound,
+        DuplicateId,
+        NotAuthorized,
+        TraderSuspended,
+        ReleaseBlockedByAppeal,
+        AppealAlreadyOpen,
+        IssueAlreadyResolved,
+        AppealNotAllowed,
+        DeadlinePassed,
+        PriceDeviation,
+        RefundPending,
+        AmountExceedsLimit,
+        InvalidState,
+    )
+}
+
+
+def refusal(code: str, message: str, rule: str | None = None) -> EscrowError:
+    return ERROR_CLASSES[code](message, rule)

@@ -1,0 +1,159 @@
+"""The Trader aggregate: sanctions and the P2P permissions they restrict (O7, S1–S4).
+
+A trader's stream starts with its first sanction; a trader with no stream has never been
+sanctioned and may trade. Whether a sanction is active depends on the time asked about, so a
+lapsed S2 or S3 stops blocking at its expiry even before the scheduler records the expiry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from escrow.actors import Actor
+from escrow.errors import InvalidState
+from escrow.policy import Policy
+from escrow.recording import EscrowAggregate
+from escrow.vocabulary import SANCTION_RULE, SanctionKind, Severity
+
+ONCE_ACTIVE = frozenset({SanctionKind.P2P_SUSPENSION, SanctionKind.PERMANENT_SUSPENSION})
+
+
+class Trader(EscrowAggregate):
+    KIND = "trader"
+    TOPIC = "escrow:Trader"
+
+    if TYPE_CHECKING:  # see Order: the Registered event's apply assigns every field
+        ref: str
+        sanctions: list[dict[str, Any]]
+        partial_bans: int
+
+    class Event(EscrowAggregate.Event):
+        TOPIC = "escrow:Trader.Event"
+
+    class Registered(EscrowAggregate.Created):
+        TOPIC = "escrow:Trader.Registered.v1"
+        ref: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.ref = self.ref
+            aggregate.sanctions = []
+            aggregate.partial_bans = 0
+
+    class Sanctioned(Event):
+        TOPIC = "escrow:Trader.Sanctioned.v1"
+        sanction: int
+        kind: str
+        severity: str | None
+        appeal: str | None
+        expires_at: datetime | None
+        offence: int | None
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            entry = {
+                "id": self.sanction,
+                "kind": self.kind,
+                "severity": self.severity,
+                "appeal": self.appeal,
+                "since": self.timestamp,
+                "expires_at": self.expires_at,
+                "ended_at": None,
+                "ended_by": None,
+            }
+            aggregate.sanctions = [*aggregate.sanctions, entry]
+            if self.kind == SanctionKind.PARTIAL_BAN:
+                aggregate.partial_bans += 1
+
+    class SanctionEnded(Event):
+        TOPIC = "escrow:Trader.SanctionEnded"
+        sanctions: list[int]
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            ended = set(self.sanctions)
+            aggregate.sanctions = [
+                dict(s, ended_at=self.timestamp, ended_by=self.actor) if s["id"] in ended else s
+                for s in aggregate.sanctions
+            ]
+
+    class SanctionLifted(SanctionEnded):
+        TOPIC = "escrow:Trader.SanctionLifted.v1"
+        kind: str
+
+    class SanctionExpired(SanctionEnded):
+        TOPIC = "escrow:Trader.SanctionExpired.v1"
+
+    @classmethod
+    def register(cls, name: str, at: datetime) -> Trader:
+        return cls._start(cls.Registered, actor="platform", rule=None, at=at, ref=name)
+
+    def active(self, at: datetime) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in self.sanctions
+            if s["ended_at"] is None and (s["expires_at"] is None or at < s["expires_at"])
+        ]
+
+    def can_trade(self, at: datetime) -> bool:
+        return not self.active(at)
+
+    def sanction(
+        self,
+        kind: str,
+        *,
+        by: Actor,
+        at: datetime,
+        policy: Policy,
+        rule: str | None = None,
+        severity: str | None = None,
+        appeal: str | None = None,
+    ) -> None:
+        if kind in ONCE_ACTIVE and any(s["kind"] == kind for s in self.active(at)):
+            raise InvalidState(f"{self.ref} already has an active {kind}", SANCTION_RULE[kind])
+        expires_at: datetime | None = None
+        offence: int | None = None
+        if kind == SanctionKind.PARTIAL_BAN:
+            offence = self.partial_bans + 1
+            severe = severity == Severity.SEVERE
+            expires_at = at + policy.partial_ban_duration(self.partial_bans, severe)
+        elif kind == SanctionKind.TRADING_SUSPENSION_24H:
+            expires_at = at + policy.temporary_suspension
+        self._record(
+            self.Sanctioned,
+            actor=by.name,
+            rule=rule or SANCTION_RULE[kind],
+            at=at,
+            sanction=len(self.sanctions) + 1,
+            kind=kind,
+            severity=severity,
+            appeal=appeal,
+            expires_at=expires_at,
+            offence=offence,
+        )
+
+    def lift(self, kind: str, by: Actor, at: datetime) -> None:
+        ids = [s["id"] for s in self.active(at) if s["kind"] == kind]
+        if not ids:
+            raise InvalidState(f"{self.ref} has no active {kind} to lift", SANCTION_RULE[kind])
+        self._record(
+            self.SanctionLifted,
+            actor=by.name,
+            rule=SANCTION_RULE[kind],
+            at=at,
+            sanctions=ids,
+            kind=kind,
+        )
+
+    def expire_due(self, by: Actor, at: datetime) -> bool:
+        """S2/S3: record the expiry of every sanction that has lapsed; False if none had."""
+        due = [
+            s["id"]
+            for s in self.sanctions
+            if s["ended_at"] is None and s["expires_at"] is not None and s["expires_at"] <= at
+        ]
+        if not due:
+            return False
+        self._record(self.SanctionExpired, actor=by.name, rule=None, at=at, sanctions=due)
+        return True
