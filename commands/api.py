@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -31,23 +31,30 @@ from commands.system import (
 from commands.unit import Unit, project
 from escrow.appeal import Appeal
 from escrow.clock import Clock, SystemClock
+from escrow.durations import parse_duration
 from escrow.errors import ConcurrencyConflict, EscrowError, NotFound, ValidationError
 from escrow.machines import APPEAL, ORDER, Situation
 from escrow.order import Order
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
+from projections import appeal_queue as queue_model
+from projections import orders as orders_model
+from projections import traders as traders_model
+from projections.appeal_queue import QueueItem
 from projections.base import Projector
+from projections.catalog import read_models
 from projections.deadlines import (
     FREEZE_WINDOW,
     PAYMENT_PROOF,
     PAYMENT_WINDOW,
     SANCTION_EXPIRY,
-    Deadlines,
     stamp,
 )
-from projections.ledger import Ledger
+from projections.ledger import LedgerLine, ledger_lines, ledgers
+from projections.orders import OrderRow
 from projections.readstore import ReadStore
+from projections.traders import TraderStats
 
 MAX_ATTEMPTS = 12
 STREAM_NAMES = {Order: "order", Appeal: "appeal", Trader: "trader", Receipt: "command"}
@@ -72,7 +79,7 @@ class Escrow:
         self.agents = frozenset(agents)
         self.app = EscrowApplication(env=self.config.env)
         self.read = ReadStore.open(self.config)
-        self.projector = Projector(self.app, self.read, [Deadlines(), Ledger()])
+        self.projector = Projector(self.app, self.read, read_models())
         self.projector.catch_up()
 
     def __enter__(self) -> Escrow:
@@ -101,13 +108,18 @@ class Escrow:
             raise ValidationError(f"not a command: {type(command).__name__}")
         system = isinstance(command, SystemCommand)
         for attempt in range(MAX_ATTEMPTS):
-            unit = Unit(self.app, now, self.policy, self.agents, system=system)
+            unit = Unit(self.app, now, self.policy, self.agents, system=system, attempt=attempt)
             receipt_ref = command.command_id
             if receipt_ref is not None:
                 earlier = unit.find(Receipt, receipt_ref)
                 if earlier is not None:
                     return self._replay(command, earlier)
-            handler(unit, command)
+            try:
+                handler(unit, command)
+            except EscrowError:
+                if attempt + 1 < MAX_ATTEMPTS and unit.stale():
+                    continue  # refused on a mix of old and new states (read skew): decide again
+                raise
             pending = [(a, list(a.pending_events)) for a in unit.changed]
             recorded = [self._describe(a, e) for a, events in pending for e in events]
             if receipt_ref is not None:
@@ -129,9 +141,12 @@ class Escrow:
             if recordings:
                 first = recordings[0].notification.id
                 events = [r.domain_event for r in recordings]
-                if not self.projector.apply(first, events):
+                last = recordings[-1].notification.id
+                if not self.projector.apply(first, events, last):
                     self.projector.catch_up()
-            return Outcome(command=command.name, command_id=receipt_ref, recorded=recorded)
+            return Outcome.model_construct(
+                command=command.name, command_id=receipt_ref, recorded=recorded, replayed=False
+            )
         raise ConcurrencyConflict(f"{command.name} kept losing races; nothing was recorded")
 
     @staticmethod
@@ -152,7 +167,7 @@ class Escrow:
 
     @staticmethod
     def _describe(aggregate: EscrowAggregate, event: Any) -> Recorded:
-        return Recorded(
+        return Recorded.model_construct(  # trusted fields straight from the event
             stream=aggregate.KIND,
             ref=aggregate.ref,
             version=event.originator_version,
@@ -261,3 +276,76 @@ class Escrow:
             for t in ORDER.triggers(roles)
             if t in commands and ORDER.allows(t, o.state, situation)
         ]
+
+    # --- read models ----------------------------------------------------------------------
+    # Answered from the read-model tables (docs/projections.md), after pulling any event
+    # another process recorded since this engine last projected.
+
+    def orders(
+        self,
+        state: str | None = None,
+        trader: str | None = None,
+        limit: int = 100,
+        *,
+        asset: str | None = None,
+    ) -> list[OrderRow]:
+        """Orders newest first; `trader` matches either party."""
+        self.projector.catch_up()
+        return orders_model.query(self.read, state=state, trader=trader, asset=asset, limit=limit)
+
+    def appeal_queue(
+        self,
+        reason: str | None = None,
+        older_than: timedelta | str | None = None,
+        agent: str | None = None,
+        *,
+        unassigned: bool = False,
+        trader: str | None = None,
+        waits_on: str | None = None,
+        limit: int | None = None,
+        at: datetime | None = None,
+    ) -> list[QueueItem]:
+        """Open appeals oldest first; `older_than` (e.g. "2h") is measured back from `at`."""
+        if isinstance(older_than, str):
+            older_than = parse_duration(older_than)
+        self.projector.catch_up()
+        return queue_model.query(
+            self.read,
+            at or self.clock.now(),
+            reason=reason,
+            older_than=older_than,
+            agent=agent,
+            unassigned=unassigned,
+            trader=trader,
+            waits_on=waits_on,
+            limit=limit,
+        )
+
+    def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
+        """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""
+        self.projector.catch_up()
+        return traders_model.stats(self.read, name, at or self.clock.now())
+
+    def traders(
+        self, sort: str = "name", limit: int = 50, at: datetime | None = None
+    ) -> list[TraderStats]:
+        """`trader_stats` for the first traders by `sort` (name, orders, cancelled, appeals,
+        lost)."""
+        if sort not in traders_model.SORTS:
+            raise ValidationError(f"sort by one of {', '.join(traders_model.SORTS)}")
+        self.projector.catch_up()
+        at = at or self.clock.now()
+        names = traders_model.names(self.read, sort, limit)
+        return [traders_model.stats(self.read, name, at) for name in names]
+
+    def ledgers(self) -> list[LedgerView]:
+        """Escrow totals of every asset."""
+        self.projector.catch_up()
+        return ledgers(self.read)
+
+    def ledger_lines(
+        self, order: str | None = None, asset: str | None = None, limit: int = 100
+    ) -> list[LedgerLine]:
+        """Escrow movements newest first, for an order or an asset."""
+        self.projector.catch_up()
+        return ledger_lines(self.read, order=order, asset=asset, limit=limit)

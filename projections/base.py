@@ -1,36 +1,81 @@
 """Following the event log: each read model records its position in the same transaction as
 its rows, so every event is counted exactly once, a crash resumes where it stopped, and a
 read model can be rebuilt from the first event.
+
+Reading the log safely on PostgreSQL: notification ids come from a sequence, so a writer can
+commit id 12 while id 11 (another writer's) is still in flight, or never commits (a rolled-back
+transaction). A reader that moved its position past 11 would miss it forever. The projector
+therefore never steps over a hole in the ids until it knows the hole is final: it then takes a
+SHARE lock on the events table for an instant, which waits for every transaction inserting
+events to end (committed or rolled back), and reads the highest id; every hole below that id is
+final. SQLite and the memory store serialise writers, so ids appear in order there.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import resolve_topic
 
 from projections.readstore import Cursor, ReadStore
+
+H = TypeVar("H")
+SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
 
 TRACKING_DDL = (
     "CREATE TABLE IF NOT EXISTS escrow_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
 )
 
 
+Item = tuple[str, Any]  # (stream id as text, event): the text is made once per event
+
+
+class _NotRightBehind(Exception):
+    """Some model's position is not just before the events: undo and read the log."""
+
+
 class ReadModel(ABC):
     name: str
     tables: tuple[str, ...]
+    # The event classes the model reads (subclasses included); others never reach `project`.
+    reads: tuple[type, ...] = ()
 
     @abstractmethod
     def ddl(self, store: ReadStore) -> list[str]:
-        """CREATE statements for this model's tables (idempotent)."""
+        """CREATE TABLE statements for this model (idempotent)."""
+
+    def indexes(self, store: ReadStore) -> list[str]:
+        """CREATE INDEX statements (idempotent); a rebuild creates them after the replay,
+        which is much faster than maintaining them row by row."""
+        return []
 
     @abstractmethod
-    def handle(self, cur: Cursor, event: Any) -> None:
-        """Apply one event; events of no interest are ignored."""
+    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        """Apply events in log order inside the caller's transaction."""
+
+
+class Handlers(Generic[H]):
+    """Event type -> handler, resolved along the event class's MRO once per type."""
+
+    def __init__(self, table: dict[type, H]) -> None:
+        self._table = table
+        self._cache: dict[type, H | None] = {}
+
+    def get(self, event_type: type) -> H | None:
+        try:
+            return self._cache[event_type]
+        except KeyError:
+            found = next((self._table[c] for c in event_type.__mro__ if c in self._table), None)
+            self._cache[event_type] = found
+            return found
 
 
 class Projector:
@@ -41,17 +86,21 @@ class Projector:
         app: Application[Any],
         store: ReadStore,
         models: Sequence[ReadModel],
-        batch: int = 500,
+        batch: int = 1000,
     ) -> None:
         self.app = app
         self.store = store
         self.models = list(models)
         self.batch = batch
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._read = tuple(c for m in self.models for c in m.reads)
+        self._wanted: dict[str, bool] = {}  # stored topic -> does any model read it?
+        self._routes: dict[type, tuple[int, ...]] = {}  # event type -> models that read it
+        self._final = 0  # every id up to here is committed or will never be
         with store.transaction() as cur:
             cur.execute(TRACKING_DDL)
             for model in self.models:
-                for statement in model.ddl(store):
+                for statement in [*model.ddl(store), *model.indexes(store)]:
                     cur.execute(statement)
                 cur.execute(
                     "INSERT INTO escrow_tracking (name, position) VALUES (?, 0) "
@@ -59,67 +108,177 @@ class Projector:
                     [model.name],
                 )
 
-    def positions(self, cur: Cursor) -> dict[str, int]:
-        lock = " FOR UPDATE" if self.store.dialect == "postgresql" else ""
-        names = [m.name for m in self.models]
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def positions(self, cur: Cursor, lock: bool = True) -> dict[str, int]:
+        """Each model's position; locked until the transaction ends, so that two projectors
+        (threads or processes) never handle the same event for the same model."""
+        update = " FOR UPDATE" if lock and self.store.dialect == "postgresql" else ""
+        names = self.names
         cur.execute(
             f"SELECT name, position FROM escrow_tracking WHERE name IN "
-            f"({','.join('?' * len(names))}) ORDER BY name{lock}",
+            f"({','.join('?' * len(names))}) ORDER BY name{update}",
             names,
         )
         return {name: int(position) for name, position in cur.fetchall()}
 
-    def apply(self, first_id: int, events: Sequence[DomainEventProtocol[Any]]) -> bool:
-        """Project events just recorded (ids first_id, first_id+1, ...) without reading them
+    def status(self) -> tuple[dict[str, int], int]:
+        """(position per model, last id in the log)."""
+        with self.store.reading() as cur:
+            positions = self.positions(cur, lock=False)
+        return positions, int(self.app.recorder.max_notification_id() or 0)
+
+    def apply(
+        self,
+        first_id: int,
+        events: Sequence[DomainEventProtocol[Any]],
+        last_id: int | None = None,
+    ) -> bool:
+        """Project events just recorded (ids first_id..last_id, contiguous) without reading them
         back; False when the read models are not right behind them (then `catch_up`)."""
-        with self._lock, self.store.transaction() as cur:
-            positions = self.positions(cur)
-            if any(p != first_id - 1 for p in positions.values()):
-                return False
-            for event in events:
-                for model in self.models:
-                    model.handle(cur, event)
-            self._advance(cur, positions, first_id + len(events) - 1)
+        if last_id is not None and last_id - first_id + 1 != len(events):
+            return False  # another writer's events are interleaved: read the log instead
+        # Optimistic: project as if every model were right behind these events, and move
+        # the tracking rows only if they all still are (compare-and-set in the same
+        # transaction); otherwise roll everything back and let `catch_up` read the log. No
+        # position is read first, so on PostgreSQL the whole transaction is one pipeline.
+        names = self.names
+        behind = first_id - 1
+        try:
+            with self._lock, self.store.pipelined() as cur:
+                self._dispatch(cur, enumerate(events, start=first_id), dict.fromkeys(names, behind))
+                cur.execute(
+                    f"UPDATE escrow_tracking SET position = ? WHERE position = ? AND name IN "
+                    f"({','.join('?' * len(names))}) RETURNING name",
+                    [first_id + len(events) - 1, behind, *names],
+                )
+                if len(cur.fetchall()) != len(names):
+                    raise _NotRightBehind
+        except (_NotRightBehind, sqlite3.Error, psycopg.Error):
+            return False  # rolled back: a model was elsewhere, or another projector raced
         return True
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Pull and project every event recorded after the slowest model; returns how many."""
+    def catch_up(
+        self,
+        progress: Callable[[int], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Pull and project every event recorded after the slowest model, a batch per
+        transaction, until none is left (or `stop()` says so between batches); returns how
+        many notifications were read."""
         done = 0
         with self._lock:
-            while True:
+            while stop is None or not stop():
                 with self.store.transaction() as cur:
                     positions = self.positions(cur)
                     start = min(positions.values())
-                    notifications = self.app.recorder.select_notifications(
-                        start, self.batch, inclusive_of_start=False
-                    )
-                    if not notifications:
+                    page = self._page(start)
+                    if not page:
                         return done
-                    for n in notifications:
-                        event = self.app.mapper.to_domain_event(n)
-                        for model in self.models:
-                            if positions[model.name] < n.id:
-                                model.handle(cur, event)
-                    self._advance(cur, positions, notifications[-1].id)
-                done += len(notifications)
+                    self._project(cur, positions, page)
+                    self._advance(cur, positions, page[-1].id)
+                done += len(page)
                 if progress:
-                    progress(len(notifications))
+                    progress(len(page))
+        return done
+
+    def _page(self, start: int) -> list[Notification]:
+        """The next notifications after `start`, never past a hole that may still fill."""
+        for attempt in range(2):
+            page = list(
+                self.app.recorder.select_notifications(start, self.batch, inclusive_of_start=False)
+            )
+            expected = start + 1
+            for i, n in enumerate(page):
+                if n.id != expected and n.id - 1 > self._final:
+                    if attempt == 0:
+                        break  # a hole that may be in flight: settle holes, then read again
+                    return page[:i]
+                expected = n.id + 1
+            else:
+                return page
+            self._final = self._settle()
+        return []  # unreachable: the second attempt returns
+
+    def _settle(self) -> int:
+        """The highest id below which every hole is final (see the module docstring)."""
+        recorder: Any = self.app.recorder
+        if self.store.dialect != "postgresql" or not hasattr(recorder, "datastore"):
+            return int(recorder.max_notification_id() or 0)
+        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+        try:
+            with self.store.transaction() as cur:
+                cur.execute(f"SET LOCAL lock_timeout = '{SETTLE_TIMEOUT_MS}ms'")
+                cur.execute(f"LOCK TABLE {table} IN SHARE MODE")
+                cur.execute(f"SELECT MAX(notification_id) FROM {table}")
+                row = cur.fetchone()
+        except psycopg.errors.LockNotAvailable:
+            return self._final  # a writer is stuck mid-transaction: stop before its hole
+        return int(row[0] or 0)
+
+    def _project(self, cur: Cursor, positions: dict[str, int], page: list[Notification]) -> None:
+        to_event = self.app.mapper.to_domain_event
+        self._dispatch(cur, ((n.id, to_event(n)) for n in page if self._wants(n.topic)), positions)
+
+    def _dispatch(
+        self, cur: Cursor, events: Iterable[tuple[int, Any]], positions: dict[str, int]
+    ) -> None:
+        """Hand each model, in log order, the events it reads and has not handled yet."""
+        after = [positions[m.name] for m in self.models]
+        batches: list[list[Item]] = [[] for _ in self.models]
+        routes = self._routes
+        for position, event in events:
+            route = routes.get(type(event))
+            if route is None:
+                route = routes[type(event)] = tuple(
+                    i for i, m in enumerate(self.models) if issubclass(type(event), m.reads)
+                )
+            if route:
+                item = (str(event.originator_id), event)
+                for i in route:
+                    if position > after[i]:
+                        batches[i].append(item)
+        for model, items in zip(self.models, batches, strict=True):
+            if items:
+                model.project(cur, items)
+
+    def _wants(self, topic: str) -> bool:
+        """Events no model reads (command receipts) are not even decoded."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            cls = resolve_topic(topic)
+            wanted = self._wanted[topic] = isinstance(cls, type) and issubclass(cls, self._read)
+        return wanted
 
     def _advance(self, cur: Cursor, positions: dict[str, int], last: int) -> None:
-        for name, position in positions.items():
-            if position < last:
-                cur.execute("UPDATE escrow_tracking SET position = ? WHERE name = ?", [last, name])
+        behind = [name for name, position in positions.items() if position < last]
+        if behind:
+            cur.executemany(
+                "UPDATE escrow_tracking SET position = ? WHERE name = ?",
+                [(last, name) for name in behind],
+            )
 
     def rebuild(
         self, names: Sequence[str] = (), progress: Callable[[int], None] | None = None
     ) -> int:
         """Drop the named read models (all by default) and replay them from the first event."""
+        unknown = set(names) - set(self.names)
+        if unknown:
+            raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
         chosen = [m for m in self.models if not names or m.name in names]
         with self._lock, self.store.transaction() as cur:
+            self.positions(cur)  # wait for (and block) any other projector of these models
             for model in chosen:
-                for table in model.tables:
+                for table in reversed(model.tables):
                     cur.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in model.ddl(self.store):
                     cur.execute(statement)
                 cur.execute("UPDATE escrow_tracking SET position = 0 WHERE name = ?", [model.name])
-        return self.catch_up(progress)
+        done = self.catch_up(progress)
+        with self._lock, self.store.transaction() as cur:
+            for model in chosen:
+                for statement in model.indexes(self.store):
+                    cur.execute(statement)
+        return done

@@ -6,74 +6,126 @@ decided by the aggregate itself, so a row read twice (two schedulers) still fire
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from escrow.appeal import Appeal
 from escrow.order import Order
 from escrow.trader import Trader
-from projections.base import ReadModel
+from projections.base import Handlers, Item, ReadModel
 from projections.readstore import Cursor, ReadStore
+from projections.rows import Rows, stamp
+
+__all__ = ["FREEZE_WINDOW", "PAYMENT_PROOF", "PAYMENT_WINDOW", "SANCTION_EXPIRY", "stamp"]
 
 PAYMENT_WINDOW = "payment_window"  # O3
 PAYMENT_PROOF = "payment_proof"  # C1 / R5
 FREEZE_WINDOW = "freeze_window"  # C4 / R7
 SANCTION_EXPIRY = "sanction_expiry"  # S2 / S3
 
+COLUMNS = ("kind", "stream", "item", "due_at", "ref")
+Handler = Callable[[Rows, str, Any], None]
 
-def stamp(moment: datetime) -> str:
-    """A fixed-width UTC text that sorts like time on every backend."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+def _row(kind: str, stream: str, item: str, due: datetime, ref: str) -> dict[str, Any]:
+    return {"kind": kind, "stream": stream, "item": item, "due_at": stamp(due), "ref": ref}
+
+
+def _order_created(rows: Rows, stream: str, e: Any) -> None:
+    key = (PAYMENT_WINDOW, stream, "")
+    rows.insert(key, _row(*key, e.payment_deadline, e.ref))
+
+
+def _paid_or_cancelled(rows: Rows, stream: str, e: Any) -> None:
+    rows.delete((PAYMENT_WINDOW, stream, ""))
+
+
+def _appeal_opened(rows: Rows, stream: str, e: Any) -> None:
+    if e.freeze_deadline is not None:
+        key = (FREEZE_WINDOW, stream, "")
+        rows.insert(key, _row(*key, e.freeze_deadline, e.ref))
+
+
+def _proof_requested(rows: Rows, stream: str, e: Any) -> None:
+    rows.put((PAYMENT_PROOF, stream, ""), _row(PAYMENT_PROOF, stream, "", e.deadline, ""))
+
+
+def _appeal_moved_on(rows: Rows, stream: str, e: Any) -> None:
+    rows.delete((PAYMENT_PROOF, stream, ""))
+    rows.delete((FREEZE_WINDOW, stream, ""))
+
+
+def _freeze_over(rows: Rows, stream: str, e: Any) -> None:
+    rows.delete((FREEZE_WINDOW, stream, ""))
+
+
+def _sanctioned(rows: Rows, stream: str, e: Any) -> None:
+    if e.expires_at is not None:
+        key = (SANCTION_EXPIRY, stream, str(e.sanction))
+        rows.insert(key, _row(*key, e.expires_at, ""))
+
+
+def _sanction_ended(rows: Rows, stream: str, e: Any) -> None:
+    for sanction in e.sanctions:
+        rows.delete((SANCTION_EXPIRY, stream, str(sanction)))
+
+
+HANDLERS: Handlers[Handler] = Handlers(
+    {
+        Order.Created: _order_created,
+        Order.MarkedPaid: _paid_or_cancelled,
+        Order.Cancelled: _paid_or_cancelled,
+        Appeal.Opened: _appeal_opened,
+        Appeal.PaymentProofRequested: _proof_requested,
+        Appeal.PaymentProofSubmitted: _appeal_moved_on,
+        Appeal.Resolved: _appeal_moved_on,
+        Appeal.Cancelled: _appeal_moved_on,
+        Appeal.FreezeProofSubmitted: _freeze_over,
+        Appeal.FreezeWindowClosed: _freeze_over,
+        Trader.Sanctioned: _sanctioned,
+        Trader.SanctionEnded: _sanction_ended,
+    }
+)
 
 
 class Deadlines(ReadModel):
     name = "deadlines"
     tables = ("escrow_deadlines",)
+    reads = (
+        Order.Created,
+        Order.MarkedPaid,
+        Order.Cancelled,
+        Appeal.Opened,
+        Appeal.PaymentProofRequested,
+        Appeal.PaymentProofSubmitted,
+        Appeal.Resolved,
+        Appeal.Cancelled,
+        Appeal.FreezeProofSubmitted,
+        Appeal.FreezeWindowClosed,
+        Trader.Sanctioned,
+        Trader.SanctionEnded,
+    )
 
     def ddl(self, store: ReadStore) -> list[str]:
         return [
             "CREATE TABLE IF NOT EXISTS escrow_deadlines (kind TEXT NOT NULL, stream TEXT NOT NULL, "
             "item TEXT NOT NULL, due_at TEXT NOT NULL, ref TEXT NOT NULL, "
-            "PRIMARY KEY (kind, stream, item))",
-            "CREATE INDEX IF NOT EXISTS escrow_deadlines_due ON escrow_deadlines (due_at)",
+            f"PRIMARY KEY (kind, stream, item)){store.clustered}",
         ]
 
-    def handle(self, cur: Cursor, event: Any) -> None:
-        stream = str(event.originator_id)
-        if isinstance(event, Order.Created):
-            self._add(cur, PAYMENT_WINDOW, stream, "", event.payment_deadline, event.ref)
-        elif isinstance(event, Order.MarkedPaid | Order.Cancelled):
-            self._drop(cur, PAYMENT_WINDOW, stream)
-        elif isinstance(event, Appeal.Opened) and event.freeze_deadline is not None:
-            self._add(cur, FREEZE_WINDOW, stream, "", event.freeze_deadline, event.ref)
-        elif isinstance(event, Appeal.PaymentProofRequested):
-            self._add(cur, PAYMENT_PROOF, stream, "", event.deadline, "")
-        elif isinstance(event, Appeal.PaymentProofSubmitted | Appeal.Resolved | Appeal.Cancelled):
-            self._drop(cur, PAYMENT_PROOF, stream)
-            self._drop(cur, FREEZE_WINDOW, stream)
-        elif isinstance(event, Appeal.FreezeProofSubmitted | Appeal.FreezeWindowClosed):
-            self._drop(cur, FREEZE_WINDOW, stream)
-        elif isinstance(event, Trader.Sanctioned) and event.expires_at is not None:
-            self._add(cur, SANCTION_EXPIRY, stream, str(event.sanction), event.expires_at, "")
-        elif isinstance(event, Trader.SanctionEnded):
-            for sanction in event.sanctions:
-                cur.execute(
-                    "DELETE FROM escrow_deadlines WHERE kind = ? AND stream = ? AND item = ?",
-                    [SANCTION_EXPIRY, stream, str(sanction)],
-                )
+    def indexes(self, store: ReadStore) -> list[str]:
+        return ["CREATE INDEX IF NOT EXISTS escrow_deadlines_due ON escrow_deadlines (due_at)"]
 
-    @staticmethod
-    def _add(cur: Cursor, kind: str, stream: str, item: str, due: datetime, ref: str) -> None:
-        cur.execute(
-            "INSERT INTO escrow_deadlines (kind, stream, item, due_at, ref) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (kind, stream, item) DO UPDATE SET due_at = excluded.due_at",
-            [kind, stream, item, stamp(due), ref],
-        )
-
-    @staticmethod
-    def _drop(cur: Cursor, kind: str, stream: str) -> None:
-        cur.execute("DELETE FROM escrow_deadlines WHERE kind = ? AND stream = ?", [kind, stream])
+    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        rows = Rows("escrow_deadlines", ("kind", "stream", "item"), COLUMNS)
+        get = HANDLERS.get
+        for stream, event in items:
+            handler = get(type(event))
+            if handler is not None:
+                handler(rows, stream, event)
+        rows.flush(cur)
 
 
 def due(rows: list[tuple[Any, ...]]) -> list[tuple[str, UUID]]:

@@ -1,21 +1,38 @@
 """The escrow ledger: per asset, what is in escrow, released to buyers and returned to sellers,
-and one movement line per order event that moved crypto."""
+and one movement line per order event that moved crypto.
+
+Sums use an exact context: amounts may carry 15 integer and 18 decimal digits, beyond the 28
+significant digits of Python's default context, and a ledger never rounds.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Context, Decimal, Inexact
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
+from commands.queries import LedgerView
 from escrow.order import Order
 from escrow.vocabulary import OrderState
-from projections.base import ReadModel
-from projections.deadlines import stamp
+from projections.base import Item, ReadModel
 from projections.readstore import Cursor, ReadStore
+from projections.rows import Rows, as_decimal, stamp, unstamp
+
+EXACT = Context(prec=200, traps=[Inexact])
+SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
+
+TOTALS = ("asset", "in_escrow", "released", "returned")
+LINES = ("stream", "version", "order_ref", "asset", "movement", "amount", "at")
+LINE_TYPES = ("text", "bigint", "text", "text", "text", "numeric", "text")
 
 
 class Ledger(ReadModel):
     name = "ledger"
     tables = ("escrow_ledger", "escrow_ledger_lines")
+    reads = (Order.Created, Order.Moved)
 
     def ddl(self, store: ReadStore) -> list[str]:
         d = store.decimal
@@ -25,67 +42,135 @@ class Ledger(ReadModel):
             f"CREATE TABLE IF NOT EXISTS escrow_ledger_lines (stream TEXT NOT NULL, "
             f"version INTEGER NOT NULL, order_ref TEXT NOT NULL, asset TEXT NOT NULL, "
             f"movement TEXT NOT NULL, amount {d} NOT NULL, at TEXT NOT NULL, "
-            f"PRIMARY KEY (stream, version))",
+            f"PRIMARY KEY (stream, version)){store.clustered}",
         ]
 
-    def handle(self, cur: Cursor, event: Any) -> None:
-        if isinstance(event, Order.Created):
-            self._move(cur, event, event.ref, event.asset, "locked", event.amount)
-        elif isinstance(event, Order.Moved) and event.state in (
-            OrderState.COMPLETED,
-            OrderState.CANCELLED,
-        ):
-            cur.execute(
-                "SELECT order_ref, asset, amount FROM escrow_ledger_lines "
-                "WHERE stream = ? AND movement = 'locked'",
-                [str(event.originator_id)],
-            )
-            row = cur.fetchone()
-            if row is None:
-                return
-            movement = "released" if event.state == OrderState.COMPLETED else "returned"
-            cur.execute(
-                "SELECT 1 FROM escrow_ledger_lines WHERE stream = ? AND movement = ?",
-                [str(event.originator_id), movement],
-            )
-            if cur.fetchone() is None:  # terminal states are final: one settlement per order
-                self._move(cur, event, row[0], row[1], movement, Decimal(str(row[2])))
+    def indexes(self, store: ReadStore) -> list[str]:
+        return [
+            "CREATE INDEX IF NOT EXISTS escrow_ledger_lines_order "
+            "ON escrow_ledger_lines (order_ref)",
+            "CREATE INDEX IF NOT EXISTS escrow_ledger_lines_asset "
+            "ON escrow_ledger_lines (asset, at)",
+        ]
+
+    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        created = Order.Created
+        # Per order stream: [ref, asset, amount, settled?] from its lines, loaded in bulk.
+        orders: dict[str, list[Any]] = {}
+        self._load_orders(
+            cur,
+            [s for s, e in items if type(e) is not created and e.state in SETTLED],
+            orders,
+        )
+        totals = Rows("escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:])
+        cur.execute("SELECT asset FROM escrow_ledger")
+        totals.load(cur, [row[0] for row in cur.fetchall()])
+        lines: list[list[Any]] = []
+        for stream, event in items:
+            if type(event) is created:
+                orders[stream] = [event.ref, event.asset, event.amount, False]
+                self._move(totals, lines, stream, event, orders[stream], "locked")
+            elif event.state in SETTLED:
+                known = orders.get(stream)
+                if known is not None and not known[3]:  # terminal is final: settled once
+                    known[3] = True
+                    self._move(totals, lines, stream, event, known, SETTLED[event.state])
+        if lines:
+            cur.insert_rows("escrow_ledger_lines", LINES, LINE_TYPES, lines)
+        totals.flush(cur)
+
+    @staticmethod
+    def _load_orders(cur: Cursor, streams: list[str], orders: dict[str, list[Any]]) -> None:
+        found = cur.select_in(
+            "SELECT stream, order_ref, asset, amount, movement FROM escrow_ledger_lines",
+            "stream",
+            list(dict.fromkeys(streams)),
+        )
+        for stream, ref, asset, amount, movement in found:
+            if movement == "locked":
+                orders[stream] = [ref, asset, as_decimal(amount), False]
+        for stream, _, _, _, movement in found:
+            if movement != "locked" and stream in orders:
+                orders[stream][3] = True
 
     @staticmethod
     def _move(
-        cur: Cursor, event: Any, ref: str, asset: str, movement: str, amount: Decimal
+        totals: Rows,
+        lines: list[list[Any]],
+        stream: str,
+        event: Any,
+        order: list[Any],
+        movement: str,
     ) -> None:
-        cur.execute(
-            "INSERT INTO escrow_ledger_lines (stream, version, order_ref, asset, movement, amount, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                str(event.originator_id),
-                event.originator_version,
-                ref,
-                asset,
-                movement,
-                amount,
-                stamp(event.timestamp),
-            ],
+        ref, asset, amount, _ = order
+        lines.append(
+            [stream, event.originator_version, ref, asset, movement, amount, stamp(event.timestamp)]
         )
-        cur.execute(
-            "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
-        )
-        row = cur.fetchone()
-        in_escrow, released, returned = (
-            (Decimal(0), Decimal(0), Decimal(0)) if row is None else (Decimal(str(v)) for v in row)
-        )
+        zero = Decimal(0)
+        row = totals.get(asset) if totals.known(asset) else None
+        if row is None:
+            row = {"asset": asset, "in_escrow": zero, "released": zero, "returned": zero}
         if movement == "locked":
-            in_escrow += amount
+            row["in_escrow"] = EXACT.add(row["in_escrow"], amount)
         else:
-            in_escrow -= amount
-            if movement == "released":
-                released += amount
-            else:
-                returned += amount
-        cur.execute(
-            "INSERT INTO escrow_ledger (asset, in_escrow, released, returned) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (asset) DO UPDATE SET in_escrow = excluded.in_escrow, "
-            "released = excluded.released, returned = excluded.returned",
-            [asset, in_escrow, released, returned],
+            row["in_escrow"] = EXACT.subtract(row["in_escrow"], amount)
+            row[movement] = EXACT.add(row[movement], amount)
+        totals.put(asset, row)
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+class LedgerLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    order: str
+    asset: str
+    movement: str  # locked | released | returned
+    amount: Decimal
+    at: datetime
+    version: int  # the order event that moved it
+
+
+def ledgers(store: ReadStore) -> list[LedgerView]:
+    """Every asset's escrow totals, by asset code."""
+    return [
+        LedgerView(
+            asset=asset,
+            in_escrow=as_decimal(in_escrow),
+            released=as_decimal(released),
+            returned=as_decimal(returned),
         )
+        for asset, in_escrow, released, returned in store.query(
+            "SELECT asset, in_escrow, released, returned FROM escrow_ledger ORDER BY asset"
+        )
+    ]
+
+
+def ledger_lines(
+    store: ReadStore, *, order: str | None = None, asset: str | None = None, limit: int = 100
+) -> list[LedgerLine]:
+    """Movement lines, newest first, for one order or one asset."""
+    where: list[str] = []
+    params: list[Any] = []
+    if order is not None:
+        where.append("order_ref = ?")
+        params.append(order)
+    if asset is not None:
+        where.append("asset = ?")
+        params.append(asset)
+    sql = "SELECT order_ref, asset, movement, amount, at, version FROM escrow_ledger_lines"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY at DESC, order_ref, version DESC LIMIT ?"
+    return [
+        LedgerLine(
+            order=ref,
+            asset=a,
+            movement=movement,
+            amount=as_decimal(amount),
+            at=unstamp(at),
+            version=version,
+        )
+        for ref, a, movement, amount, at, version in store.query(sql, [*params, limit])
+    ]

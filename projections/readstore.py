@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,9 +21,38 @@ from commands.store import StoreConfig
 
 
 class Cursor(Protocol):
+    """`?` placeholders on both backends, plus the bulk writes read models batch with."""
+
     def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
     def fetchall(self) -> list[Any]: ...
     def fetchone(self) -> Any: ...
+
+    def select_in(
+        self, sql: str, column: str, keys: Sequence[Any], pg_type: str = "text"
+    ) -> list[Any]:
+        """Rows of `sql` (a SELECT without WHERE) whose `column` is one of `keys`."""
+        ...
+
+    def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: Sequence[str] = (),
+    ) -> None:
+        """Insert rows in one go; with `conflict` (the key columns) an existing row is
+        overwritten (upsert). `pg_types` name each column's type for PostgreSQL's arrays."""
+        ...
+
+    def delete_rows(
+        self,
+        table: str,
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        keys: Sequence[Sequence[Any]],
+    ) -> None: ...
 
 
 class ReadStore:
@@ -31,12 +60,23 @@ class ReadStore:
 
     dialect: str
     decimal: str  # the column type that keeps a Decimal exact
+    clustered: str  # table suffix storing rows in primary-key order (one b-tree, not two)
 
     def transaction(self) -> Any:
+        """A writing transaction (rows and tracking commit or roll back together)."""
         raise NotImplementedError
 
+    def reading(self) -> Any:
+        """A read-only transaction: one consistent snapshot, no write lock taken."""
+        return self.transaction()
+
+    def pipelined(self) -> Any:
+        """A writing transaction whose statements need not wait for each other's replies
+        (PostgreSQL pipeline mode: one round trip where there would be one per statement)."""
+        return self.transaction()
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction() as cur:
+        with self.reading() as cur:
             cur.execute(sql, params)
             return list(cur.fetchall())
 
@@ -51,24 +91,42 @@ class ReadStore:
         return SQLiteReadStore(config.sqlite_path or ":memory:")
 
 
+CACHE_KB = 64 * 1024  # SQLite page cache of the read-model connection
+
+
 class SQLiteReadStore(ReadStore):
     dialect = "sqlite"
     decimal = "TEXT"
+    clustered = " WITHOUT ROWID"
 
     def __init__(self, path: str) -> None:
+        self.path = path
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30
         )
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+        # Read-model keys are stream ids, spread at random over their b-trees: with SQLite's
+        # default 2 MB page cache a large table is read from disk for almost every row.
+        self._conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
         self._lock = threading.RLock()
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
+        with self._run("BEGIN IMMEDIATE") as cur:
+            yield cur
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self._run("BEGIN") as cur:
+            yield cur
+
+    @contextmanager
+    def _run(self, begin: str) -> Iterator[Any]:
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute(begin)
             try:
                 yield _SQLiteCursor(cur)
             except BaseException:
@@ -80,14 +138,66 @@ class SQLiteReadStore(ReadStore):
         self._conn.close()
 
 
+# Decimals go in as exact text, which SQLite keeps as written (TEXT columns). The adapter is
+# sqlite3's own hook, run in C for each Decimal parameter: cheaper than converting in Python.
+sqlite3.register_adapter(Decimal, str)
+
+
+def _upsert(table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
+    if not conflict:
+        return ""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+    return f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
+
+
 class _SQLiteCursor:
-    """Decimals go in as exact text, which SQLite keeps as written."""
+    """In process, so `executemany` costs no round trips: it is SQLite's bulk path."""
+
+    CHUNK = 500  # keys per IN (...), far below SQLite's parameter limit
 
     def __init__(self, cur: sqlite3.Cursor) -> None:
         self._cur = cur
 
+    def select_in(
+        self, sql: str, column: str, keys: Sequence[Any], pg_type: str = "text"
+    ) -> list[Any]:
+        found: list[Any] = []
+        for i in range(0, len(keys), self.CHUNK):
+            chunk = keys[i : i + self.CHUNK]
+            self._cur.execute(f"{sql} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+            found += self._cur.fetchall()
+        return found
+
+    def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: Sequence[str] = (),
+    ) -> None:
+        marks = ",".join("?" * len(columns))
+        self._cur.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            + _upsert(table, columns, conflict),
+            rows,
+        )
+
+    def delete_rows(
+        self,
+        table: str,
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        keys: Sequence[Sequence[Any]],
+    ) -> None:
+        where = " AND ".join(f"{c} = ?" for c in key)
+        self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._cur.execute(sql, [str(p) if isinstance(p, Decimal) else p for p in params])
+        return self._cur.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self._cur.executemany(sql, rows)
 
     def fetchall(self) -> list[Any]:
         return self._cur.fetchall()
@@ -99,11 +209,15 @@ class _SQLiteCursor:
 class PostgresReadStore(ReadStore):
     dialect = "postgresql"
     decimal = "NUMERIC"
+    clustered = ""
 
     def __init__(self, conninfo: str, schema: str | None) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
         options = "-c synchronous_commit=off"
         if schema:
             options += f" -c search_path={schema}"
+        self.options = options
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=4, open=True, kwargs={"options": options}
         )
@@ -113,16 +227,75 @@ class PostgresReadStore(ReadStore):
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield _PostgresCursor(cur)
 
+    @contextmanager
+    def pipelined(self) -> Iterator[Any]:
+        with (
+            self._pool.connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            yield _PostgresCursor(cur)
+
     def close(self) -> None:
         self._pool.close()
 
 
 class _PostgresCursor:
+    """`?` becomes `%s`. Bulk writes send one statement per table and batch, the rows as one
+    array per column (`unnest`): the server then inserts them in one pass, several times
+    faster than `executemany`'s one execution per row."""
+
     def __init__(self, cur: Any) -> None:
         self._cur = cur
 
+    def select_in(
+        self, sql: str, column: str, keys: Sequence[Any], pg_type: str = "text"
+    ) -> list[Any]:
+        if not keys:
+            return []
+        self._cur.execute(f"{sql} WHERE {column} = ANY(%s::{pg_type}[])", [list(keys)])
+        return list(self._cur.fetchall())
+
+    def insert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: Sequence[str] = (),
+    ) -> None:
+        if not rows:
+            return
+        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        self._cur.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+            + _upsert(table, columns, conflict),
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+
+    def delete_rows(
+        self,
+        table: str,
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        keys: Sequence[Sequence[Any]],
+    ) -> None:
+        if not keys:
+            return
+        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        match = " AND ".join(f"t.{c} = d.{c}" for c in key)
+        self._cur.execute(
+            f"DELETE FROM {table} AS t USING unnest({arrays}) AS d ({', '.join(key)}) "
+            f"WHERE {match}",
+            [list(column) for column in zip(*keys, strict=True)],
+        )
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cur.execute(sql.replace("?", "%s"), list(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return self._cur.executemany(sql.replace("?", "%s"), [list(r) for r in rows])
 
     def fetchall(self) -> list[Any]:
         return list(self._cur.fetchall())

@@ -1,0 +1,245 @@
+"""The appeal queue: the open appeals customer service works through, oldest first.
+
+One row per appeal still open; resolving or cancelling an appeal deletes its row. Each row says
+what the appeal waits on now and from whom, and the deadline that will move it if nobody acts:
+
+| state                  | waits_on            | waits_for | due_at                     |
+|------------------------|---------------------|-----------|----------------------------|
+| open                   | review              | agent     |                            |
+| under_review           | decision            | agent     |                            |
+| awaiting_refund        | refund              | seller    |                            |
+|   (refund reported)    | refund_confirmation | agent     |                            |
+| awaiting_payment_proof | payment_proof       | buyer     | proof deadline (C1, R5)    |
+| awaiting_top_up        | top_up              | buyer     |                            |
+| awaiting_freeze_proof  | freeze_proof        | seller    | end of freeze window (C4)  |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from escrow.appeal import Appeal
+from escrow.vocabulary import APPEAL_TERMINAL, AppealState, RefundState
+from projections.base import Item, ReadModel
+from projections.readstore import Cursor, ReadStore
+from projections.rows import Rows, stamp, unstamp
+
+COLUMNS = (
+    "stream",
+    "ref",
+    "order_ref",
+    "reason",
+    "side",
+    "opener",
+    "buyer",
+    "seller",
+    "state",
+    "agent",
+    "waits_on",
+    "waits_for",
+    "due_at",
+    "refund_state",
+    "evidence",
+    "opened_at",
+    "last_event_at",
+    "version",
+)
+
+WAITS: dict[str, tuple[str, str]] = {
+    AppealState.OPEN: ("review", "agent"),
+    AppealState.UNDER_REVIEW: ("decision", "agent"),
+    AppealState.AWAITING_REFUND: ("refund", "seller"),
+    AppealState.AWAITING_PAYMENT_PROOF: ("payment_proof", "buyer"),
+    AppealState.AWAITING_TOP_UP: ("top_up", "buyer"),
+    AppealState.AWAITING_FREEZE_PROOF: ("freeze_proof", "seller"),
+}
+
+
+def waiting(state: str, refund_state: str | None) -> tuple[str, str]:
+    if state == AppealState.AWAITING_REFUND and refund_state == RefundState.REPORTED:
+        return "refund_confirmation", "agent"
+    return WAITS[state]
+
+
+class AppealQueue(ReadModel):
+    name = "appeal_queue"
+    tables = ("escrow_appeal_queue",)
+    reads = (Appeal.Opened, Appeal.Event)
+
+    def ddl(self, store: ReadStore) -> list[str]:
+        return [
+            "CREATE TABLE IF NOT EXISTS escrow_appeal_queue (stream TEXT PRIMARY KEY, "
+            "ref TEXT NOT NULL, order_ref TEXT NOT NULL, reason TEXT NOT NULL, "
+            "side TEXT NOT NULL, opener TEXT NOT NULL, buyer TEXT NOT NULL, "
+            "seller TEXT NOT NULL, state TEXT NOT NULL, agent TEXT, waits_on TEXT NOT NULL, "
+            "waits_for TEXT NOT NULL, due_at TEXT, refund_state TEXT, "
+            "evidence INTEGER NOT NULL, opened_at TEXT NOT NULL, last_event_at TEXT NOT NULL, "
+            f"version INTEGER NOT NULL){store.clustered}",
+        ]
+
+    def indexes(self, store: ReadStore) -> list[str]:
+        return [
+            "CREATE UNIQUE INDEX IF NOT EXISTS escrow_appeal_queue_ref "
+            "ON escrow_appeal_queue (ref)",
+            "CREATE INDEX IF NOT EXISTS escrow_appeal_queue_opened "
+            "ON escrow_appeal_queue (opened_at)",
+        ]
+
+    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        rows = Rows("escrow_appeal_queue", ("stream",), COLUMNS, integers=("evidence", "version"))
+        opened = Appeal.Opened
+        new = {s for s, e in items if type(e) is opened}
+        rows.load(cur, [s for s, _ in items if s not in new])
+        for stream, event in items:
+            if type(event) is opened:
+                row: dict[str, Any] | None = _opened(stream, event)
+            else:
+                row = rows.get(stream)
+                if row is None:  # closed (or never seen): nothing is queued
+                    continue
+                _change(row, event)
+            assert row is not None
+            if row["state"] in APPEAL_TERMINAL:
+                rows.delete(stream)
+                continue
+            row["waits_on"], row["waits_for"] = waiting(row["state"], row["refund_state"])
+            row["last_event_at"] = stamp(event.timestamp)
+            row["version"] = event.originator_version
+            if type(event) is opened:
+                rows.insert(stream, row)
+            else:
+                rows.put(stream, row)
+        rows.flush(cur)
+
+
+def _opened(stream: str, e: Any) -> dict[str, Any]:
+    return {
+        "stream": stream,
+        "ref": e.ref,
+        "order_ref": e.order,
+        "reason": e.reason,
+        "side": e.side,
+        "opener": e.opener,
+        "buyer": e.buyer,
+        "seller": e.seller,
+        "state": e.state,
+        "agent": None,
+        "due_at": stamp(e.freeze_deadline) if e.freeze_deadline is not None else None,
+        "refund_state": None,
+        "evidence": 0,
+        "opened_at": stamp(e.timestamp),
+    }
+
+
+def _change(row: dict[str, Any], e: Any) -> None:
+    """The appeal aggregate's own assignments, for the columns the queue shows."""
+    if isinstance(e, Appeal.EvidenceAdded):
+        row["evidence"] += 1
+        return
+    if not isinstance(e, Appeal.Moved):
+        return
+    row["state"] = e.state
+    if isinstance(e, Appeal.ReviewStarted):
+        row["agent"] = e.actor
+    elif isinstance(e, Appeal.RefundRequested):
+        row["refund_state"] = RefundState.REQUESTED.value
+    elif isinstance(e, Appeal.RefundUpdated):
+        row["refund_state"] = e.refund_state
+    elif isinstance(e, Appeal.PaymentProofRequested):
+        row["due_at"] = stamp(e.deadline)
+    elif isinstance(
+        e, Appeal.PaymentProofSubmitted | Appeal.FreezeProofSubmitted | Appeal.FreezeWindowClosed
+    ):
+        row["due_at"] = None
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+class QueueItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    appeal: str
+    order: str
+    reason: str
+    side: str
+    opener: str
+    buyer: str
+    seller: str
+    state: str
+    agent: str | None
+    waits_on: str
+    waits_for: str
+    due_at: datetime | None
+    refund_state: str | None
+    evidence: int
+    opened_at: datetime
+    last_event_at: datetime
+    age: timedelta  # at the time of the query
+    version: int
+
+
+def query(
+    store: ReadStore,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    older_than: timedelta | None = None,
+    agent: str | None = None,
+    unassigned: bool = False,
+    trader: str | None = None,
+    waits_on: str | None = None,
+    limit: int | None = None,
+) -> list[QueueItem]:
+    """Open appeals, oldest first; `older_than` keeps those opened at least that long before
+    `at`; `trader` matches either party."""
+    where: list[str] = []
+    params: list[Any] = []
+    if reason is not None:
+        where.append("reason = ?")
+        params.append(reason)
+    if older_than is not None:
+        where.append("opened_at <= ?")
+        params.append(stamp(at - older_than))
+    if agent is not None:
+        where.append("agent = ?")
+        params.append(agent)
+    if unassigned:
+        where.append("agent IS NULL")
+    if trader is not None:
+        where.append("(buyer = ? OR seller = ?)")
+        params += [trader, trader]
+    if waits_on is not None:
+        where.append("waits_on = ?")
+        params.append(waits_on)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM escrow_appeal_queue"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY opened_at, ref"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    items = []
+    for values in store.query(sql, params):
+        row = dict(zip(COLUMNS, values, strict=True))
+        opened_at = unstamp(row["opened_at"])
+        items.append(
+            QueueItem(
+                appeal=row["ref"],
+                order=row["order_ref"],
+                **{
+                    k: row[k]
+                    for k in COLUMNS
+                    if k not in ("stream", "ref", "order_ref") and not k.endswith("_at")
+                },
+                due_at=unstamp(row["due_at"]) if row["due_at"] else None,
+                opened_at=opened_at,
+                last_event_at=unstamp(row["last_event_at"]),
+                age=at - opened_at,
+            )
+        )
+    return items

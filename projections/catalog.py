@@ -1,0 +1,18 @@
+"""The one list of read models the engine keeps: the engine, the runner and the CLI all use it,
+so a model added here is created, followed and rebuilt everywhere."""
+
+from __future__ import annotations
+
+from projections.appeal_queue import AppealQueue
+from projections.base import ReadModel
+from projections.deadlines import Deadlines
+from projections.ledger import Ledger
+from projections.orders import Orders
+from projections.traders import Traders
+
+
+def read_models() -> list[ReadModel]:
+    return [Deadlines(), Ledger(), Orders(), AppealQueue(), Traders()]
+
+
+NAMES: tuple[str, ...] = tuple(m.name for m in read_models())

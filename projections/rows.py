@@ -1,0 +1,140 @@
+"""Rows of one read-model table as a batch sees them: read once in bulk, changed in memory,
+written back once with `executemany`.
+
+A read model handles a page of events in one transaction; going to the database once per event
+would cost a round trip per statement, which is what bounds a naive projection. Here a batch
+loads every row its events touch with a few `IN (...)` selects, applies the events to plain
+dicts in log order, and writes the rows it changed (upserts and deletes) at the end. The result
+is the same as handling the events one by one, because every change goes through this cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from projections.readstore import Cursor
+
+Row = dict[str, Any]
+
+
+@functools.lru_cache(maxsize=8192)
+def stamp(moment: datetime) -> str:
+    """A fixed-width UTC text that sorts like time on every backend (cached: several read
+    models stamp the same event's time)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (twice as fast as isoformat)
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
+
+
+def unstamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def as_decimal(value: Any) -> Decimal:
+    """SQLite gives back the exact text it was given; PostgreSQL a Decimal."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+class Rows:
+    def __init__(
+        self,
+        table: str,
+        key: Sequence[str],
+        columns: Sequence[str],
+        decimals: Iterable[str] = (),
+        integers: Iterable[str] = (),
+    ) -> None:
+        """`decimals` and `integers` name the columns that are not text (their PostgreSQL
+        types for bulk writes, exact Decimals when read back from SQLite)."""
+        self.table = table
+        self.key = tuple(key)
+        self.columns = tuple(columns)
+        self.decimals = frozenset(decimals)
+        ints = frozenset(integers)
+        self.pg_types = tuple(
+            "numeric" if c in self.decimals else "bigint" if c in ints else "text"
+            for c in self.columns
+        )
+        self._key_types = tuple(self.pg_types[self.columns.index(c)] for c in self.key)
+        self._values = operator.itemgetter(*self.columns)
+        self._rows: dict[Any, Row | None] = {}
+        self._dirty: dict[Any, None] = {}  # insertion-ordered set: writes keep log order
+        self._absent: set[Any] = set()  # keys with no row in the table before this batch
+
+    def load(self, cur: Cursor, keys: Iterable[Any]) -> None:
+        """Fetch the rows of `keys` not seen yet in this batch (single-column keys)."""
+        assert len(self.key) == 1, "bulk loads are by a single key column"
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        if not wanted:
+            return
+        for k in wanted:
+            self._rows[k] = None
+        self._absent.update(wanted)
+        at = self.columns.index(self.key[0])
+        found = cur.select_in(
+            f"SELECT {', '.join(self.columns)} FROM {self.table}",
+            self.key[0],
+            wanted,
+            self._key_types[0],
+        )
+        for values in found:
+            self._rows[values[at]] = self.decode(values)
+            self._absent.discard(values[at])
+
+    def decode(self, values: Sequence[Any]) -> Row:
+        row = dict(zip(self.columns, values, strict=True))
+        for name in self.decimals:
+            if row[name] is not None:
+                row[name] = as_decimal(row[name])
+        return row
+
+    def get(self, key: Any) -> Row | None:
+        """The row as the batch has it so far (load the keys a batch reads first)."""
+        return self._rows.get(key)
+
+    def known(self, key: Any) -> bool:
+        return key in self._rows
+
+    def put(self, key: Any, row: Row) -> None:
+        self._rows[key] = row
+        self._dirty[key] = None
+
+    def insert(self, key: Any, row: Row) -> None:
+        """`put` for a key that cannot have a row yet (a stream's first event): deleting it
+        again in the same batch then costs no statement at all."""
+        self._absent.add(key)
+        self.put(key, row)
+
+    def delete(self, key: Any) -> None:
+        self._rows[key] = None
+        self._dirty[key] = None
+
+    def flush(self, cur: Cursor) -> None:
+        """Write back what changed: deletes, inserts of new keys, upserts of the others."""
+        rows, absent, values = self._rows, self._absent, self._values
+        gone = [k for k in self._dirty if rows[k] is None and k not in absent]
+        new = [values(r) for k in self._dirty if (r := rows[k]) is not None and k in absent]
+        old = [values(r) for k in self._dirty if (r := rows[k]) is not None and k not in absent]
+        if gone:
+            keys = [k if isinstance(k, tuple) else (k,) for k in gone]
+            cur.delete_rows(self.table, self.key, self._key_types, keys)
+        if new:
+            cur.insert_rows(self.table, self.columns, self.pg_types, new)
+        if old:
+            cur.insert_rows(self.table, self.columns, self.pg_types, old, conflict=self.key)
+        rows.clear()
+        self._dirty.clear()
+        absent.clear()

@@ -1,0 +1,109 @@
+"""Following the log in a process of its own: `escrow projections run`.
+
+Embedded engines (SQLite, memory) project each command's events before the command returns. A
+PostgreSQL deployment runs this instead (or as well: the tracking rows are locked per batch, so
+any number of projectors share the work and still count every event once), which also picks up
+events written by processes that do not project, and catches up after a crash.
+
+Waking up: on PostgreSQL the event store NOTIFYs a channel in the same transaction as every
+insert, so the runner LISTENs and wakes when events commit (the poll interval is only a safety
+net); SQLite has no such signal and is polled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from commands.api import EscrowApplication
+from commands.store import parse_store_url
+from escrow.errors import ValidationError
+from projections.base import Projector
+from projections.catalog import read_models
+from projections.readstore import PostgresReadStore, ReadStore
+
+Report = Callable[[int, float, int, int], None]  # (events, seconds, position, head)
+
+
+class Runner:
+    def __init__(
+        self,
+        store: str,
+        *,
+        names: Sequence[str] = (),
+        batch: int = 1000,
+        poll: float = 1.0,
+    ) -> None:
+        config = parse_store_url(store)
+        if config.backend == "memory":
+            raise ValidationError("a memory: store lives inside one process: nothing to follow")
+        models = read_models()
+        unknown = set(names) - {m.name for m in models}
+        if unknown:
+            raise ValidationError(f"no read model named {', '.join(sorted(unknown))}")
+        self.app = EscrowApplication(env=config.env)
+        self.read = ReadStore.open(config)
+        self.projector = Projector(
+            self.app, self.read, [m for m in models if not names or m.name in names], batch=batch
+        )
+        self.poll = poll
+        self.stopping = threading.Event()
+
+    def close(self) -> None:
+        self.read.close()
+        self.app.close()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from `run` (safe from a signal handler)."""
+        self.stopping.set()
+
+    def run(self, *, until_idle: bool = False, report: Report | None = None) -> int:
+        """Project new events as they are committed until `stop` (or, with `until_idle`,
+        until the log has nothing new); returns how many notifications were read."""
+        total = 0
+        with self._wakeups() as wait:
+            while not self.stopping.is_set():
+                started = time.perf_counter()
+                done = self.projector.catch_up(
+                    progress=None if report is None else self._reporter(report, started),
+                    stop=self.stopping.is_set,
+                )
+                total += done
+                if until_idle and done == 0:
+                    break
+                if done == 0:
+                    wait(self.poll)
+        return total
+
+    def _reporter(self, report: Report, started: float) -> Callable[[int], None]:
+        def progress(events: int) -> None:
+            positions, head = self.projector.status()
+            report(events, time.perf_counter() - started, min(positions.values()), head)
+
+        return progress
+
+    @contextlib.contextmanager
+    def _wakeups(self) -> Iterator[Callable[[float], None]]:
+        """A `wait(timeout)` that returns early when events may have been committed."""
+        recorder: Any = self.app.recorder
+        if not isinstance(self.read, PostgresReadStore) or not hasattr(recorder, "channel_name"):
+
+            def sleep(timeout: float) -> None:
+                self.stopping.wait(timeout)
+
+            yield sleep
+            return
+        with psycopg.connect(self.read.conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
+
+            def wait(timeout: float) -> None:
+                for _ in conn.notifies(timeout=timeout, stop_after=1):
+                    pass
+
+            yield wait

@@ -1,0 +1,262 @@
+"""Rebuild speed of the read models against reading the same events raw, on SQLite and
+PostgreSQL, with peak memory and (PostgreSQL and SQLite) the runner's commit-to-projected lag.
+
+How the store is filled: `projections.synthetic.fill` runs order stories through the engine's
+own aggregates (same rules, topics and hash chain as commands) and saves a whole wave of orders
+per step with `app.save` (one transaction per step, a few hundred events), into a SQLite file.
+PostgreSQL receives the very same stored events, copied page by page with the recorder's
+`insert_events`. `--keep FILE` keeps that SQLite file to skip generating next time.
+
+Measured, each in a child process of its own (so peak RSS is that activity's alone):
+- raw: `select_notifications` in pages of `--batch` plus `mapper.to_domain_event` for every
+  event (the decoded read a projector cannot avoid); also reported without decoding;
+- rebuild: `Projector.rebuild()` of every read model in the catalog (drop, replay from the
+  first event, create indexes), wall time;
+- ratio = rebuild events/s ÷ raw decoded events/s (target ≥ 0.5); peak RSS of the rebuild
+  child, its VmHWM from /proc (target ≤ 300 MB);
+- lag: `escrow projections run` in a subprocess while a writer commits small batches of
+  events; time from `app.save` returning to the tracking table showing them (polled every
+  millisecond), median / 95th percentile / max.
+
+    .venv/bin/python scripts/bench_projections.py [--events N] [--json] [--keep FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from commands.api import EscrowApplication
+from commands.store import parse_store_url
+from projections.base import Projector
+from projections.catalog import read_models
+from projections.readstore import ReadStore
+from projections.synthetic import START, fill
+
+PG = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+SCHEMA = "bench_projections"
+ESCROW = str(Path(sys.executable).with_name("escrow"))
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _generate(path: Path, events: int, out: Any) -> None:
+    out.send(generate(path, events))
+
+
+def generate(path: Path, events: int) -> dict[str, Any]:
+    app = EscrowApplication(env=parse_store_url(f"sqlite:///{path}").env)
+    started = time.perf_counter()
+    step = max(events // 20, 1)
+    mark = [step]
+
+    def progress(done: int) -> None:
+        if done >= mark[0]:
+            log(f"  generated {done:,} events")
+            mark[0] += step
+
+    made = fill(app, events, progress=progress)
+    seconds = time.perf_counter() - started
+    app.close()
+    return {"events": made, "seconds": round(seconds, 1), "events_per_s": round(made / seconds)}
+
+
+def copy_to_postgres(source: Path, url: str, batch: int) -> None:
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    src = EscrowApplication(env=parse_store_url(f"sqlite:///{source}").env)
+    dst = EscrowApplication(env=parse_store_url(url).env)
+    start = 0
+    while True:
+        page = src.recorder.select_notifications(start, batch, inclusive_of_start=False)
+        if not page:
+            break
+        dst.recorder.insert_events(page)
+        start = page[-1].id
+    src.close()
+    dst.close()
+
+
+# --- measured in children -------------------------------------------------------------------
+
+
+def _raw(url: str, batch: int, decode: bool, out: Any) -> None:
+    app = EscrowApplication(env=parse_store_url(url).env)
+    started = time.perf_counter()
+    count, start = 0, 0
+    while True:
+        page = app.recorder.select_notifications(start, batch, inclusive_of_start=False)
+        if not page:
+            break
+        if decode:
+            for n in page:
+                app.mapper.to_domain_event(n)
+        count += len(page)
+        start = page[-1].id
+    seconds = time.perf_counter() - started
+    out.send((count, seconds, peak_rss_kb()))
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM). Not `ru_maxrss`: Linux carries that across
+    the exec of a spawned child, so it would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _rebuild(url: str, batch: int, out: Any) -> None:
+    config = parse_store_url(url)
+    app = EscrowApplication(env=config.env)
+    read = ReadStore.open(config)
+    projector = Projector(app, read, read_models(), batch=batch)
+    started = time.perf_counter()
+    count = projector.rebuild()
+    seconds = time.perf_counter() - started
+    out.send((count, seconds, peak_rss_kb()))
+
+
+def child(target: Any, *args: Any) -> tuple[int, float, float]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, out = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=target, args=(*args, out))
+    process.start()
+    count, seconds, rss_kb = parent.recv()
+    process.join()
+    return count, seconds, rss_kb / 1024
+
+
+def lag(url: str, rounds: int = 40) -> dict[str, float]:
+    """Commit small batches with a bare writer; time until the runner has projected them."""
+    runner = subprocess.Popen(
+        [ESCROW, "--store", url, "projections", "run", "--quiet", "--poll", "0.2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config = parse_store_url(url)
+    app = EscrowApplication(env=config.env)
+    read = ReadStore.open(config)
+    try:
+        last = int(app.recorder.max_notification_id() or 0)
+        while _slowest(read) < last:  # the runner is up and has nothing left
+            time.sleep(0.05)
+        lags = []
+        for i in range(rounds):
+            fill(app, 3, wave=1, seed=i, prefix=f"lag{i}-", start=START)
+            committed = time.perf_counter()
+            last = int(app.recorder.max_notification_id() or 0)
+            while _slowest(read) < last:
+                time.sleep(0.001)
+            lags.append((time.perf_counter() - committed) * 1000)
+            time.sleep(0.02)
+    finally:
+        runner.terminate()
+        runner.wait()
+        read.close()
+        app.close()
+    lags.sort()
+    return {
+        "p50": round(statistics.median(lags), 1),
+        "p95": round(lags[int(len(lags) * 0.95) - 1], 1),
+        "max": round(lags[-1], 1),
+    }
+
+
+def _slowest(read: ReadStore) -> int:
+    return min(int(p) for (p,) in read.query("SELECT position FROM escrow_tracking"))
+
+
+def measure(name: str, url: str, batch: int) -> dict[str, Any]:
+    log(f"{name}: raw read (decoded)")
+    count, raw_s, raw_rss = child(_raw, url, batch, True)
+    log(f"{name}: raw read (not decoded)")
+    _, bare_s, _ = child(_raw, url, batch, False)
+    log(f"{name}: rebuild of every read model")
+    rebuilt, rebuild_s, rebuild_rss = child(_rebuild, url, batch)
+    log(f"{name}: lag")
+    result = {
+        "store": name,
+        "events": count,
+        "raw_events_per_s": round(count / raw_s),
+        "raw_undecoded_events_per_s": round(count / bare_s),
+        "rebuild_events_per_s": round(rebuilt / rebuild_s),
+        "rebuild_seconds": round(rebuild_s, 1),
+        "ratio": round((rebuilt / rebuild_s) / (count / raw_s), 3),
+        "rebuild_peak_rss_mb": round(rebuild_rss, 1),
+        "raw_peak_rss_mb": round(raw_rss, 1),
+        "lag_ms": lag(url),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    log(json.dumps(result))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=5000, help="events per page/transaction")
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--keep", type=Path, help="reuse (or keep) the generated SQLite store")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-proj-"))
+    source = args.keep or folder / "source.db"
+    report: dict[str, Any] = {"events_requested": args.events, "batch": args.batch}
+    if not source.exists():
+        log(f"generating {args.events:,} events into {source}")
+        ctx = multiprocessing.get_context("spawn")
+        parent, out = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_generate, args=(source, args.events, out))
+        process.start()
+        report["generate"] = parent.recv()
+        process.join()
+    for name in args.stores.split(","):
+        if name == "sqlite":
+            store = folder / "sqlite.db"
+            shutil.copyfile(source, store)
+            report[name] = measure(name, f"sqlite:///{store}", args.batch)
+            store.unlink()
+        else:
+            url = f"postgresql://postgres@127.0.0.1:5432/test?schema={SCHEMA}"
+            log("copying the events to PostgreSQL")
+            copy_to_postgres(source, url, args.batch)
+            report[name] = measure(name, url, args.batch)
+            with psycopg.connect(PG, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+    if not args.keep:
+        source.unlink(missing_ok=True)
+    if args.json:
+        print(json.dumps(report))
+        return
+    for name in args.stores.split(","):
+        r = report[name]
+        print(
+            f"{name:10s} {r['events']:>9,} events  raw {r['raw_events_per_s']:>7,}/s "
+            f"(undecoded {r['raw_undecoded_events_per_s']:,}/s)  rebuild "
+            f"{r['rebuild_events_per_s']:>7,}/s  ratio {r['ratio']:.2f}  peak RSS "
+            f"{r['rebuild_peak_rss_mb']:.0f} MB  lag p50 {r['lag_ms']['p50']} ms "
+            f"p95 {r['lag_ms']['p95']} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
