@@ -42,7 +42,14 @@ from commands.system import (
 )
 from commands.unit import Unit
 from escrow.appeal import Appeal
-from escrow.errors import DuplicateId, NotAuthorized, NotFound, TraderSuspended, ValidationError
+from escrow.errors import (
+    DuplicateId,
+    EscrowError,
+    NotAuthorized,
+    NotFound,
+    TraderSuspended,
+    ValidationError,
+)
 from escrow.order import Order
 from escrow.trader import Trader
 from escrow.vocabulary import SYSTEM, Reason, SanctionKind
@@ -51,17 +58,16 @@ Handler = Callable[[Unit, Any], None]
 
 
 def create_order(u: Unit, c: CreateOrder) -> None:
+    """O1, O7. The id is checked only when the order would be refused or a save clashed:
+    a new order's stream cannot be written twice, so a duplicate id shows up as a version
+    clash on save, and the retry then reports it (one read fewer on every order created)."""
     if c.seller == c.buyer:
         raise ValidationError("buyer and seller must differ", "O1")
-    if u.find(Order, c.order) is not None:
+    problem = _party_problem(u, c)
+    if (problem is not None or u.attempt > 0) and u.find(Order, c.order) is not None:
         raise DuplicateId(f"order {c.order!r} already exists")
-    for party in (c.seller, c.buyer):
-        if party in u.agents or party == SYSTEM:
-            raise NotAuthorized(f"{party} is a customer-service agent, not a trader", "O1")
-    for party in (c.seller, c.buyer):
-        trader = u.find(Trader, party)
-        if trader is not None and not trader.can_trade(u.now):
-            raise TraderSuspended(f"{party} is under a sanction that blocks new orders", "O7")
+    if problem is not None:
+        raise problem
     u.add(
         Order.create(
             ref=c.order,
@@ -79,6 +85,17 @@ def create_order(u: Unit, c: CreateOrder) -> None:
             at=u.now,
         )
     )
+
+
+def _party_problem(u: Unit, c: CreateOrder) -> EscrowError | None:
+    for party in (c.seller, c.buyer):
+        if party in u.agents or party == SYSTEM:
+            return NotAuthorized(f"{party} is a customer-service agent, not a trader", "O1")
+    for party in (c.seller, c.buyer):
+        trader = u.find(Trader, party)
+        if trader is not None and not trader.can_trade(u.now):
+            return TraderSuspended(f"{party} is under a sanction that blocks new orders", "O7")
+    return None
 
 
 def mark_paid(u: Unit, c: MarkPaid) -> None:

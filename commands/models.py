@@ -3,7 +3,8 @@
 Limits are part of the contract (README, "Input limits"): ids and names up to 64 characters of
 letters, digits and `._:@-`; asset and fiat codes 2–10 upper-case letters or digits; amounts
 positive, finite, exact (no floats), at most 18 decimal places and below 10^15; descriptions up
-to 2,000 characters, notes and references up to 200, at most 20 evidence refs.
+to 2,000 characters, notes and references up to 200, at most 20 evidence refs; a per-order
+payment window up to 30 days.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from escrow.durations import parse_duration
 from escrow.errors import ValidationError
@@ -21,6 +30,7 @@ from escrow.vocabulary import Reason
 
 MAX_AMOUNT = Decimal(10) ** 15
 MAX_PLACES = 18
+MAX_WINDOW = timedelta(days=30)  # a per-order payment window; its deadline must stay a date
 
 
 def _exact_amount(value: Any) -> Decimal:
@@ -53,15 +63,30 @@ def _duration(value: Any) -> timedelta:
     parsed = parse_duration(value)
     if parsed <= timedelta(0):
         raise ValueError("a duration must be positive")
+    if parsed > MAX_WINDOW:
+        raise ValueError("a payment window is at most 30d")
     return parsed
+
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: one stored would stop its read models for good."""
+    if "\x00" in value:
+        raise ValueError("text may not contain NUL characters")
+    return value
 
 
 Amount = Annotated[Decimal, BeforeValidator(_exact_amount)]
 Ref = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
 Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z0-9]{2,10}$")]
-Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=2000)]
-Short = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
-Method = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+Text = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=2000), AfterValidator(_no_nul)
+]
+Short = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=200), AfterValidator(_no_nul)
+]
+Method = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=64), AfterValidator(_no_nul)
+]
 Refs = Annotated[list[Short], Field(max_length=20)]
 Window = Annotated[timedelta, BeforeValidator(_duration)]
 ReasonCode = Literal[

@@ -40,13 +40,16 @@ class Unit:
         policy: Policy,
         agents: frozenset[str],
         system: bool = False,
+        attempt: int = 0,
     ) -> None:
         self.app = app
         self.now = now
         self.policy = policy
         self.agents = agents
         self.system = system
+        self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
+        self._seen: dict[UUID, int] = {}  # the version each stream had when read (0: none)
         self.changed: list[EscrowAggregate] = []
 
     def actor(self, name: str) -> Actor:
@@ -65,9 +68,22 @@ class Unit:
                 self._loaded[key] = self.app.repository.get(key, projector_func=project)
             except AggregateNotFoundError:
                 self._loaded[key] = None
+            loaded = self._loaded[key]
+            self._seen[key] = 0 if loaded is None else loaded.version
         found = self._loaded[key]
         assert found is None or isinstance(found, cls)
         return found
+
+    def stale(self) -> bool:
+        """Whether a stream this attempt read has moved since. Streams are read one by one,
+        so a racing command may commit between two reads: a refusal decided on such a mix
+        (an appeal still open, its order already closed) may be one that no serial order
+        of the two commands gives, so the engine decides again instead of refusing."""
+        for key, version in self._seen.items():
+            last = self.app.recorder.select_events(key, desc=True, limit=1)
+            if (last[0].originator_version if last else 0) != version:
+                return True
+        return False
 
     def get(self, cls: type[A], ref: str) -> A:
         found = self.find(cls, ref)

@@ -479,13 +479,21 @@ class Appeal(EscrowAggregate):
         self._record(self.FreezeWindowClosed, actor=by.name, rule=rule, at=at, state=state)
 
     def resolve(self, by: Actor, outcome: str | None, order: Order, at: datetime) -> str:
-        """A1/A2: the outcome is required for a live order (but verbal abuse), absent otherwise."""
-        self.authorize("resolve_appeal", by)
-        if order.is_terminal and outcome is not None:
+        """A1/A2: the outcome is required for a live order (but verbal abuse), absent otherwise.
+        A wrong outcome is a validation_error, which scenarios.md checks before not_authorized;
+        `_step` authorizes right after. An appeal already closed is refused as such
+        (invalid_state) whatever the outcome: the agent who lost a race to resolve it must
+        learn that it is resolved, not be told to drop an outcome that cannot help."""
+        if self.is_open and order.is_terminal and outcome is not None:
             raise ValidationError(
                 f"order {order.ref} is {order.state}: resolve without an outcome", "A2"
             )
-        if not order.is_terminal and outcome is None and self.reason != Reason.VERBAL_ABUSE:
+        if (
+            self.is_open
+            and not order.is_terminal
+            and outcome is None
+            and self.reason != Reason.VERBAL_ABUSE
+        ):
             raise ValidationError("an outcome (release or cancel) is required", "A1")
         final = outcome or Outcome.NONE.value
         state, rule = self._step("resolve_appeal", by, Situation(order, at, self, outcome=final))

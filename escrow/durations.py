@@ -16,7 +16,10 @@ def parse_duration(text: str) -> timedelta:
     if not _WHOLE.fullmatch(text):
         raise ValueError(f"not a duration: {text!r} (use e.g. 15m, 2d, 1d2h30m)")
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # a typed refusal, not a traceback, for absurd input
+        raise ValueError(f"duration too long: {text!r}") from None
 
 
 def format_duration(value: timedelta) -> str:

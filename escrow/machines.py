@@ -381,6 +381,8 @@ APPEAL = Rulebook(
     refusals={
         "submit_payment_proof": [PROOF_DEADLINE_NOT_FIRED],
         "submit_freeze_proof": [FREEZE_WINDOW_OPEN],
-        "resolve_appeal": [REFUND_SETTLED],
+        # scenarios.md precedence: these codes win over invalid_state from any state.
+        "request_refund": [WITHIN_REFUND_LIMIT],
+        "resolve_appeal": [NO_PRICE_DEVIATION, REFUND_SETTLED],
     },
 )

@@ -15,10 +15,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from escrow.durations import format_duration, parse_duration
 
+MAX_DURATION = timedelta(days=3650)  # beyond this a deadline is a typo, and overflows dates
+
 
 def _duration(value: Any) -> Any:
     if isinstance(value, str):
-        return parse_duration(value)
+        value = parse_duration(value)
+    if isinstance(value, timedelta) and value > MAX_DURATION:
+        raise ValueError("a policy duration is at most 3650d")
+    if isinstance(value, timedelta):
+        return value
     if isinstance(value, bool | int | float):
         raise ValueError("durations are written like 15m, 24h or 2d")
     return value

@@ -1,0 +1,167 @@
+"""Engine throughput against a bare `eventsourcing` baseline, measured in the same run.
+
+A lifecycle is create_order → mark_paid → release through the public API (`Escrow.execute`
+with pydantic command models: validation, rulebook, sanctions check, hash chain, read models).
+The baseline records the same three events with the same saves (create-save, load-change-save
+twice) through a bare `eventsourcing` Application on the same kind of store. Both run in
+alternating rounds on fresh stores so that drift of the machine hits them alike.
+
+    .venv/bin/python scripts/bench_engine.py [--lifecycles N] [--rounds R] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from commands.api import Escrow
+from commands.models import CreateOrder, MarkPaid, Release
+from commands.store import parse_store_url
+from escrow.clock import ManualClock
+
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+class BareOrder(Aggregate):
+    """The same facts as an escrow order, in the library's plainest style."""
+
+    @event("Created")
+    def __init__(self, seller: str, buyer: str, asset: str, amount: Decimal, price: Decimal) -> None:
+        self.seller, self.buyer, self.asset = seller, buyer, asset
+        self.amount, self.price = amount, price
+        self.state = "awaiting_payment"
+
+    @event("MarkedPaid")
+    def mark_paid(self, paid_amount: Decimal) -> None:
+        self.paid_amount = paid_amount
+        self.state = "paid"
+
+    @event("Released")
+    def release(self) -> None:
+        self.state = "completed"
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    for e in events:
+        aggregate = e.mutate(aggregate)
+    return aggregate
+
+
+class Stores:
+    """Fresh stores per round; PostgreSQL schemas and SQLite files are removed afterwards."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+        self.schemas: list[str] = []
+
+    def url(self, backend: str) -> str:
+        if backend == "memory":
+            return "memory:"
+        if backend == "sqlite":
+            return f"sqlite:///{self.tmp / (uuid.uuid4().hex + '.db')}"
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        self.schemas.append(schema)
+        return f"{PG}?schema={schema}"
+
+    def close(self) -> None:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            for schema in self.schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for f in self.tmp.iterdir():
+            f.unlink()
+        self.tmp.rmdir()
+
+
+def run_engine(url: str, n: int) -> float:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    engine = Escrow(url, clock=clock)
+    try:
+        started = time.perf_counter()
+        for i in range(n):
+            ref = f"o{i}"
+            engine.execute(
+                CreateOrder(
+                    order=ref, seller="alice", buyer="bob", asset="USDT", amount=Decimal("500"),
+                    price=Decimal("0.92"), fiat="EUR", payment_method="bank_transfer",
+                )
+            )
+            engine.execute(MarkPaid(order=ref, by="bob"))
+            engine.execute(Release(order=ref, by="alice"))
+            clock.advance(timedelta(seconds=1))
+        return n / (time.perf_counter() - started)
+    finally:
+        engine.close()
+
+
+def run_baseline(url: str, n: int) -> float:
+    app = Application[uuid.UUID](env=parse_store_url(url).env)  # the same store settings
+    try:
+        started = time.perf_counter()
+        for _ in range(n):
+            order = BareOrder("alice", "bob", "USDT", Decimal("500"), Decimal("0.92"))
+            app.save(order)
+            order = app.repository.get(order.id, projector_func=project)
+            order.mark_paid(Decimal("460"))
+            app.save(order)
+            order = app.repository.get(order.id, projector_func=project)
+            order.release()
+            app.save(order)
+        return n / (time.perf_counter() - started)
+    finally:
+        app.close()
+
+
+def measure(backend: str, n: int, rounds: int, stores: Stores) -> dict[str, float]:
+    engine: list[float] = []
+    baseline: list[float] = []
+    runs: list[tuple[list[float], Callable[[str, int], float]]] = [
+        (engine, run_engine), (baseline, run_baseline)
+    ]
+    for r in range(rounds):
+        for results, fn in runs if r % 2 == 0 else reversed(runs):
+            results.append(fn(stores.url(backend), n))
+    e, b = statistics.median(engine), statistics.median(baseline)
+    return {"engine": round(e, 1), "baseline": round(b, 1), "ratio": round(e / b, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lifecycles", type=int, default=1000, help="lifecycles per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
+    parser.add_argument("--stores", default="memory,sqlite,postgresql")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args()
+    stores = Stores()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for backend in args.stores.split(","):
+            n = args.lifecycles * (5 if backend == "memory" else 1)
+            results[backend] = measure(backend, n, args.rounds, stores)
+            if not args.json:
+                r = results[backend]
+                print(f"{backend:<11} engine {r['engine']:>9.1f}/s   baseline {r['baseline']:>9.1f}/s"
+                      f"   ratio {r['ratio']:.3f}", file=sys.stderr)
+    finally:
+        stores.close()
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
