@@ -35,3 +35,19 @@ def diagram(machine: str) -> None:
     books = {"order": ORDER, "appeal": APPEAL}
     chosen = books.values() if machine == "all" else [books[machine]]
     click.echo("\n\n".join(book.mermaid() for book in chosen))
+
+
+from commands.cli_scenario import demo, scenario, simulate  # noqa: E402
+
+main.add_command(scenario)
+main.add_command(demo)
+main.add_command(simulate)
+
+from commands.cli_audit import audit  # noqa: E402
+
+main.add_command(audit)
+
+from commands.cli_views import projections, views  # noqa: E402
+
+main.add_command(views)
+main.add_command(projections)
