@@ -40,7 +40,9 @@ class BareOrder(Aggregate):
     """The same facts as an escrow order, in the library's plainest style."""
 
     @event("Created")
-    def __init__(self, seller: str, buyer: str, asset: str, amount: Decimal, price: Decimal) -> None:
+    def __init__(
+        self, seller: str, buyer: str, asset: str, amount: Decimal, price: Decimal
+    ) -> None:
         self.seller, self.buyer, self.asset = seller, buyer, asset
         self.amount, self.price = amount, price
         self.state = "awaiting_payment"
@@ -97,8 +99,14 @@ def run_engine(url: str, n: int) -> float:
             ref = f"o{i}"
             engine.execute(
                 CreateOrder(
-                    order=ref, seller="alice", buyer="bob", asset="USDT", amount=Decimal("500"),
-                    price=Decimal("0.92"), fiat="EUR", payment_method="bank_transfer",
+                    order=ref,
+                    seller="alice",
+                    buyer="bob",
+                    asset="USDT",
+                    amount=Decimal("500"),
+                    price=Decimal("0.92"),
+                    fiat="EUR",
+                    payment_method="bank_transfer",
                 )
             )
             engine.execute(MarkPaid(order=ref, by="bob"))
@@ -131,7 +139,8 @@ def measure(backend: str, n: int, rounds: int, stores: Stores) -> dict[str, floa
     engine: list[float] = []
     baseline: list[float] = []
     runs: list[tuple[list[float], Callable[[str, int], float]]] = [
-        (engine, run_engine), (baseline, run_baseline)
+        (engine, run_engine),
+        (baseline, run_baseline),
     ]
     for r in range(rounds):
         for results, fn in runs if r % 2 == 0 else reversed(runs):
@@ -155,8 +164,11 @@ def main() -> None:
             results[backend] = measure(backend, n, args.rounds, stores)
             if not args.json:
                 r = results[backend]
-                print(f"{backend:<11} engine {r['engine']:>9.1f}/s   baseline {r['baseline']:>9.1f}/s"
-                      f"   ratio {r['ratio']:.3f}", file=sys.stderr)
+                print(
+                    f"{backend:<11} engine {r['engine']:>9.1f}/s   baseline {r['baseline']:>9.1f}/s"
+                    f"   ratio {r['ratio']:.3f}",
+                    file=sys.stderr,
+                )
     finally:
         stores.close()
     if args.json:
