@@ -18,13 +18,20 @@ import pytest
 from commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.policy import Policy
-from tests.helpers import event_count, order_fields, paid_order, refused
+from tests.helpers import (
+    assert_appeal,
+    assert_free,
+    assert_ledger,
+    assert_order,
+    assert_sanctioned,
+    do,
+    event_count,
+    order_fields,
+    paid_order,
+    refused,
+)
 
 # --- small local vocabulary ----------------------------------------------------------------
-
-
-def do(engine: Escrow, name: str, **fields: Any) -> None:
-    engine.run(name, fields)
 
 
 def appeal_in_review(
@@ -42,52 +49,6 @@ def appeal_in_review(
     do(engine, "mark_paid", order="o1", by="bob", **paid)
     do(engine, "open_appeal", order="o1", by=by, reason=reason, appeal=appeal)
     do(engine, "start_review", appeal=appeal, by="carol")
-
-
-def assert_order(
-    engine: Escrow, state: str, escrow: str, open_appeal: str | None = None, ref: str = "o1"
-) -> None:
-    view = engine.order(ref)
-    assert (view.state, view.open_appeal) == (state, open_appeal)
-    zero = Decimal(0)
-    moved = {
-        "locked": (zero, zero),
-        "released": (view.amount, zero),
-        "returned": (zero, view.amount),
-    }
-    assert (view.escrow.released, view.escrow.returned) == moved[escrow]
-
-
-def assert_appeal(
-    engine: Escrow,
-    state: str,
-    outcome: str | None = None,
-    refund_state: str | None = None,
-    ref: str = "a1",
-) -> None:
-    view = engine.appeal(ref)
-    assert (view.state, view.outcome, view.refund_state) == (state, outcome, refund_state)
-
-
-def assert_ledger(engine: Escrow, in_escrow: str, released: str = "0", returned: str = "0") -> None:
-    ledger = engine.ledger("USDT")
-    assert (ledger.in_escrow, ledger.released, ledger.returned) == (
-        Decimal(in_escrow),
-        Decimal(released),
-        Decimal(returned),
-    )
-
-
-def assert_free(engine: Escrow, *names: str) -> None:
-    for name in names:
-        trader = engine.trader(name)
-        assert trader.can_trade and trader.kinds == set(), name
-
-
-def assert_sanctioned(engine: Escrow, name: str, kinds: set[str]) -> None:
-    trader = engine.trader(name)
-    assert not trader.can_trade
-    assert trader.kinds == kinds
 
 
 # --- R1: request, report, confirm or refuse -------------------------------------------------
