@@ -49,6 +49,7 @@ from projections.deadlines import (
     PAYMENT_PROOF,
     PAYMENT_WINDOW,
     SANCTION_EXPIRY,
+    due,
     stamp,
 )
 from projections.ledger import LedgerLine, ledger_lines, ledgers
@@ -57,7 +58,6 @@ from projections.readstore import ReadStore
 from projections.traders import TraderStats
 
 MAX_ATTEMPTS = 12
-STREAM_NAMES = {Order: "order", Appeal: "appeal", Trader: "trader", Receipt: "command"}
 
 
 class EscrowApplication(Application[UUID]):
@@ -189,12 +189,8 @@ class Escrow:
             [stamp(now)],
         )
         fired: list[Outcome] = []
-        seen: set[tuple[str, str]] = set()
-        for kind, stream in rows:
-            if (kind, stream) in seen:
-                continue
-            seen.add((kind, stream))
-            command = self._deadline_command(kind, UUID(stream))
+        for kind, stream in due(rows):
+            command = self._deadline_command(kind, stream)
             if command is None:
                 continue
             try:

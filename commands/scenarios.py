@@ -12,7 +12,6 @@ could never run as written, so it is reported as a broken file too.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -554,11 +553,3 @@ def _command(
             if error is None:  # could never run as written: the file is broken
                 return None, [problem(msg, f"{name}.{f}") for f, msg in e.fields]
     return CommandStep(number, line, written, name, dict(value), error), []
-
-
-def load_all(paths: list[Path]) -> Iterator[Scenario | ScenarioFileError]:
-    for path in scenario_files(paths):
-        try:
-            yield load(path)
-        except ScenarioFileError as e:
-            yield e
