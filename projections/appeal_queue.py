@@ -89,8 +89,16 @@ class AppealQueue(ReadModel):
             "ON escrow_appeal_queue (opened_at)",
         ]
 
+    def __init__(self) -> None:
+        self.rows = Rows(
+            "escrow_appeal_queue", ("stream",), COLUMNS, integers=("evidence", "version")
+        )
+
+    def held(self) -> tuple[Rows, ...]:
+        return (self.rows,)
+
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        rows = Rows("escrow_appeal_queue", ("stream",), COLUMNS, integers=("evidence", "version"))
+        rows = self.rows
         opened = Appeal.Opened
         new = {s for s, e in items if type(e) is opened}
         rows.load(cur, [s for s, _ in items if s not in new])

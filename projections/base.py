@@ -25,7 +25,8 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
-from projections.readstore import Cursor, ReadStore
+from projections.readstore import Cursor, NotRightBehind, ReadStore
+from projections.rows import Rows
 
 H = TypeVar("H")
 SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
@@ -36,10 +37,6 @@ TRACKING_DDL = (
 
 
 Item = tuple[str, Any]  # (stream id as text, event): the text is made once per event
-
-
-class _NotRightBehind(Exception):
-    """Some model's position is not just before the events: undo and read the log."""
 
 
 class ReadModel(ABC):
@@ -60,6 +57,15 @@ class ReadModel(ABC):
     @abstractmethod
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         """Apply events in log order inside the caller's transaction."""
+
+    def forget(self) -> None:
+        """Drop what the model holds between batches (`projections.rows`): its tables may
+        have changed behind its back, or its last transaction rolled back."""
+        for rows in self.held():
+            rows.forget()
+
+    def held(self) -> tuple[Rows, ...]:
+        return ()
 
 
 class Handlers(Generic[H]):
@@ -97,6 +103,10 @@ class Projector:
         self._wanted: dict[str, bool] = {}  # stored topic -> does any model read it?
         self._routes: dict[type, tuple[int, ...]] = {}  # event type -> models that read it
         self._final = 0  # every id up to here is committed or will never be
+        # The position every model was at when this projector last committed: while the
+        # tracking rows still say so, nobody else wrote the tables, and the rows the models
+        # hold are the tables' rows (projections.rows). None: not known.
+        self._held_at: int | None = None
         with store.transaction() as cur:
             cur.execute(TRACKING_DDL)
             for model in self.models:
@@ -146,19 +156,34 @@ class Projector:
         # position is read first, so on PostgreSQL the whole transaction is one pipeline.
         names = self.names
         behind = first_id - 1
-        try:
-            with self._lock, self.store.pipelined() as cur:
-                self._dispatch(cur, enumerate(events, start=first_id), dict.fromkeys(names, behind))
-                cur.execute(
-                    f"UPDATE escrow_tracking SET position = ? WHERE position = ? AND name IN "
-                    f"({','.join('?' * len(names))}) RETURNING name",
-                    [first_id + len(events) - 1, behind, *names],
-                )
-                if len(cur.fetchall()) != len(names):
-                    raise _NotRightBehind
-        except (_NotRightBehind, sqlite3.Error, psycopg.Error):
-            return False  # rolled back: a model was elsewhere, or another projector raced
+        last = first_id + len(events) - 1
+        with self._lock:
+            try:
+                with self.store.pipelined() as cur:
+                    self._trust(behind)
+                    self._dispatch(
+                        cur, enumerate(events, start=first_id), dict.fromkeys(names, behind)
+                    )
+                    cur.advance(names, behind, last)
+            except (NotRightBehind, sqlite3.Error, psycopg.Error):
+                self._forget()
+                return False  # rolled back: a model was elsewhere, or another projector raced
+            except BaseException:
+                self._forget()
+                raise
+            self._held_at = last
         return True
+
+    def _trust(self, position: int) -> None:
+        """Keep the rows the models hold only if every model is where this projector left
+        it (checked again, atomically, by the caller's compare-and-set or row locks)."""
+        if self._held_at != position:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._held_at = None
+        for model in self.models:
+            model.forget()
 
     def catch_up(
         self,
@@ -171,14 +196,25 @@ class Projector:
         done = 0
         with self._lock:
             while stop is None or not stop():
-                with self.store.transaction() as cur:
-                    positions = self.positions(cur)
-                    start = min(positions.values())
-                    page = self._page(start)
-                    if not page:
-                        return done
-                    self._project(cur, positions, page)
-                    self._advance(cur, positions, page[-1].id)
+                try:
+                    with self.store.transaction() as cur:
+                        positions = self.positions(cur)
+                        start = min(positions.values())
+                        level = max(positions.values()) == start
+                        if level:
+                            self._trust(start)
+                        else:
+                            self._forget()
+                        page = self._page(start)
+                        if not page:
+                            self._held_at = start if level else None
+                            return done
+                        self._project(cur, positions, page)
+                        self._advance(cur, positions, page[-1].id)
+                except BaseException:
+                    self._forget()
+                    raise
+                self._held_at = page[-1].id
                 done += len(page)
                 if progress:
                     progress(len(page))
@@ -269,6 +305,7 @@ class Projector:
             raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
         chosen = [m for m in self.models if not names or m.name in names]
         with self._lock, self.store.transaction() as cur:
+            self._forget()
             self.positions(cur)  # wait for (and block) any other projector of these models
             for model in chosen:
                 for table in reversed(model.tables):

@@ -118,8 +118,14 @@ class Deadlines(ReadModel):
     def indexes(self, store: ReadStore) -> list[str]:
         return ["CREATE INDEX IF NOT EXISTS escrow_deadlines_due ON escrow_deadlines (due_at)"]
 
+    def __init__(self) -> None:
+        self.rows = Rows("escrow_deadlines", ("kind", "stream", "item"), COLUMNS)
+
+    def held(self) -> tuple[Rows, ...]:
+        return (self.rows,)
+
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        rows = Rows("escrow_deadlines", ("kind", "stream", "item"), COLUMNS)
+        rows = self.rows
         get = HANDLERS.get
         for stream, event in items:
             handler = get(type(event))

@@ -19,7 +19,7 @@ from escrow.order import Order
 from escrow.vocabulary import OrderState
 from projections.base import Item, ReadModel
 from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, as_decimal, stamp, unstamp
+from projections.rows import HELD, Rows, as_decimal, stamp, unstamp
 
 EXACT = Context(prec=200, traps=[Inexact])
 SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
@@ -53,18 +53,37 @@ class Ledger(ReadModel):
             "ON escrow_ledger_lines (asset, at)",
         ]
 
+    def __init__(self) -> None:
+        self.totals = Rows("escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:])
+        # Per order stream: [ref, asset, amount, settled?], from its lines; held like rows.
+        self.orders: dict[str, list[Any]] = {}
+
+    def held(self) -> tuple[Rows, ...]:
+        return (self.totals,)
+
+    def forget(self) -> None:
+        super().forget()
+        self.orders.clear()
+
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         created = Order.Created
-        # Per order stream: [ref, asset, amount, settled?] from its lines, loaded in bulk.
-        orders: dict[str, list[Any]] = {}
+        orders, totals = self.orders, self.totals
         self._load_orders(
             cur,
-            [s for s, e in items if type(e) is not created and e.state in SETTLED],
-            orders,
+            [
+                s
+                for s, e in items
+                if type(e) is not created and e.state in SETTLED and s not in orders
+            ],
         )
-        totals = Rows("escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:])
-        cur.execute("SELECT asset FROM escrow_ledger")
-        totals.load(cur, [row[0] for row in cur.fetchall()])
+        totals.load(
+            cur,
+            [
+                e.asset if type(e) is created else orders[s][1]
+                for s, e in items
+                if type(e) is created or s in orders
+            ],
+        )
         lines: list[list[Any]] = []
         for stream, event in items:
             if type(event) is created:
@@ -78,14 +97,16 @@ class Ledger(ReadModel):
         if lines:
             cur.insert_rows("escrow_ledger_lines", LINES, LINE_TYPES, lines)
         totals.flush(cur)
+        if len(orders) > HELD:
+            self.forget()
 
-    @staticmethod
-    def _load_orders(cur: Cursor, streams: list[str], orders: dict[str, list[Any]]) -> None:
+    def _load_orders(self, cur: Cursor, streams: list[str]) -> None:
         found = cur.select_in(
             "SELECT stream, order_ref, asset, amount, movement FROM escrow_ledger_lines",
             "stream",
             list(dict.fromkeys(streams)),
         )
+        orders = self.orders
         for stream, ref, asset, amount, movement in found:
             if movement == "locked":
                 orders[stream] = [ref, asset, as_decimal(amount), False]

@@ -71,8 +71,14 @@ class Orders(ReadModel):
             "CREATE INDEX IF NOT EXISTS escrow_orders_created ON escrow_orders (created_at)",
         ]
 
+    def __init__(self) -> None:
+        self.rows = Rows("escrow_orders", ("stream",), COLUMNS, DECIMALS, INTEGERS)
+
+    def held(self) -> tuple[Rows, ...]:
+        return (self.rows,)
+
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        rows = Rows("escrow_orders", ("stream",), COLUMNS, DECIMALS, INTEGERS)
+        rows = self.rows
         created = Order.Created
         new = {s for s, e in items if type(e) is created}
         rows.load(cur, [s for s, _ in items if s not in new])

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Protocol
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from commands.store import StoreConfig
@@ -53,6 +54,15 @@ class Cursor(Protocol):
         pg_types: Sequence[str],
         keys: Sequence[Sequence[Any]],
     ) -> None: ...
+
+    def advance(self, names: Sequence[str], behind: int, last: int) -> None:
+        """Move the tracking of every named model from `behind` to `last`, or make the
+        transaction fail (`NotRightBehind`) if any of them is elsewhere."""
+        ...
+
+
+class NotRightBehind(Exception):
+    """A read model's position is not just before the events being applied."""
 
 
 class ReadStore:
@@ -193,6 +203,15 @@ class _SQLiteCursor:
         where = " AND ".join(f"{c} = ?" for c in key)
         self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
 
+    def advance(self, names: Sequence[str], behind: int, last: int) -> None:
+        self._cur.execute(
+            f"UPDATE escrow_tracking SET position = ? WHERE position = ? AND name IN "
+            f"({','.join('?' * len(names))}) RETURNING name",
+            [last, behind, *names],
+        )
+        if len(self._cur.fetchall()) != len(names):
+            raise NotRightBehind
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._cur.execute(sql, params)
 
@@ -229,22 +248,30 @@ class PostgresReadStore(ReadStore):
 
     @contextmanager
     def pipelined(self) -> Iterator[Any]:
-        with (
-            self._pool.connection() as conn,
-            conn.pipeline(),
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            yield _PostgresCursor(cur)
+        try:
+            with (
+                self._pool.connection() as conn,
+                conn.pipeline(),
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                yield _PostgresCursor(cur)
+        except psycopg.errors.DivisionByZero as e:  # the only division: `advance` failing
+            raise NotRightBehind from e
 
     def close(self) -> None:
         self._pool.close()
 
 
+FEW = 8  # up to this many rows, a plain statement per row (what one command writes)
+
+
 class _PostgresCursor:
     """`?` becomes `%s`. Bulk writes send one statement per table and batch, the rows as one
     array per column (`unnest`): the server then inserts them in one pass, several times
-    faster than `executemany`'s one execution per row."""
+    faster than `executemany`'s one execution per row. A handful of rows (one command's) go
+    as plain prepared statements instead: building the arrays costs the client more than the
+    server saves, and in pipeline mode the statements share one round trip anyway."""
 
     def __init__(self, cur: Any) -> None:
         self._cur = cur
@@ -267,6 +294,14 @@ class _PostgresCursor:
     ) -> None:
         if not rows:
             return
+        if len(rows) <= FEW:
+            marks = ",".join(["%s"] * len(columns))
+            self._cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                + _upsert(table, columns, conflict),
+                rows,
+            )
+            return
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
         self._cur.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
@@ -283,12 +318,26 @@ class _PostgresCursor:
     ) -> None:
         if not keys:
             return
+        if len(keys) <= FEW:
+            where = " AND ".join(f"{c} = %s" for c in key)
+            self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+            return
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
         match = " AND ".join(f"t.{c} = d.{c}" for c in key)
         self._cur.execute(
             f"DELETE FROM {table} AS t USING unnest({arrays}) AS d ({', '.join(key)}) "
             f"WHERE {match}",
             [list(column) for column in zip(*keys, strict=True)],
+        )
+
+    def advance(self, names: Sequence[str], behind: int, last: int) -> None:
+        # Failing by a division by zero inside the statement, not by checking the reply,
+        # lets a pipelined transaction send its statements and COMMIT in one round trip.
+        self._cur.execute(
+            "WITH moved AS (UPDATE escrow_tracking SET position = %s WHERE position = %s "
+            "AND name = ANY(%s) RETURNING 1) "
+            "SELECT 1 / (CASE WHEN count(*) = %s THEN 1 ELSE 0 END) FROM moved",
+            [last, behind, list(names), len(names)],
         )
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:

@@ -1,11 +1,18 @@
-"""Rows of one read-model table as a batch sees them: read once in bulk, changed in memory,
-written back once with `executemany`.
+"""Rows of one read-model table as the projector sees them: read once in bulk, changed in
+memory, written back once with `executemany`, and kept for the next batch.
 
 A read model handles a page of events in one transaction; going to the database once per event
 would cost a round trip per statement, which is what bounds a naive projection. Here a batch
-loads every row its events touch with a few `IN (...)` selects, applies the events to plain
-dicts in log order, and writes the rows it changed (upserts and deletes) at the end. The result
-is the same as handling the events one by one, because every change goes through this cache.
+loads the rows its events touch with a few `IN (...)` selects (only those not already held),
+applies the events to plain dicts in log order, and writes the rows it changed (upserts and
+deletes) at the end. The result is the same as handling the events one by one, because every
+change goes through this cache.
+
+The rows stay held after the batch commits: the next command's events mostly continue the same
+orders and traders, so they need no select at all (the engine's per-command path becomes
+write-only). Held rows are only right while this process is the only writer of the table since
+it loaded them; the projector checks that through the tracking positions and calls `forget`
+whenever it cannot be sure (another writer moved, a rollback, a rebuild).
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ def unstamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+HELD = 4096  # rows kept per table between batches: the streams in flight, not the history
+
+
 def as_decimal(value: Any) -> Decimal:
     """SQLite gives back the exact text it was given; PostgreSQL a Decimal."""
     return value if isinstance(value, Decimal) else Decimal(str(value))
@@ -72,7 +82,7 @@ class Rows:
         self._values = operator.itemgetter(*self.columns)
         self._rows: dict[Any, Row | None] = {}
         self._dirty: dict[Any, None] = {}  # insertion-ordered set: writes keep log order
-        self._absent: set[Any] = set()  # keys with no row in the table before this batch
+        self._absent: set[Any] = set()  # keys known to have no row in the table
 
     def load(self, cur: Cursor, keys: Iterable[Any]) -> None:
         """Fetch the rows of `keys` not seen yet in this batch (single-column keys)."""
@@ -125,6 +135,8 @@ class Rows:
     def flush(self, cur: Cursor) -> None:
         """Write back what changed: deletes, inserts of new keys, upserts of the others."""
         rows, absent, values = self._rows, self._absent, self._values
+        if not self._dirty:
+            return
         gone = [k for k in self._dirty if rows[k] is None and k not in absent]
         new = [values(r) for k in self._dirty if (r := rows[k]) is not None and k in absent]
         old = [values(r) for k in self._dirty if (r := rows[k]) is not None and k not in absent]
@@ -135,6 +147,17 @@ class Rows:
             cur.insert_rows(self.table, self.columns, self.pg_types, new)
         if old:
             cur.insert_rows(self.table, self.columns, self.pg_types, old, conflict=self.key)
-        rows.clear()
+        for k in self._dirty:  # what the table holds now
+            if rows[k] is None:
+                absent.add(k)
+            else:
+                absent.discard(k)
         self._dirty.clear()
-        absent.clear()
+        if len(rows) > HELD:
+            self.forget()
+
+    def forget(self) -> None:
+        """Drop every held row: the next batch reads the table again."""
+        self._rows.clear()
+        self._dirty.clear()
+        self._absent.clear()

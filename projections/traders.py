@@ -88,8 +88,8 @@ class Traders(ReadModel):
             "ON escrow_trader_orders (buyer, closed_at)",
         ]
 
-    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        batch = _Batch(
+    def __init__(self) -> None:
+        self.batch = _Batch(
             Rows("escrow_trader_orders", ("stream",), ORDER_COLUMNS),
             Rows("escrow_traders", ("trader",), TRADER_COLUMNS, integers=COUNTERS),
             Rows(
@@ -99,6 +99,12 @@ class Traders(ReadModel):
                 integers=("sanction",),
             ),
         )
+
+    def held(self) -> tuple[Rows, ...]:
+        return (self.batch.orders, self.batch.traders, self.batch.sanctions)
+
+    def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        batch = self.batch
         batch.load(cur, items)
         get = HANDLERS.get
         for stream, event in items:
