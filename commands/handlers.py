@@ -91,8 +91,8 @@ def _party_problem(u: Unit, c: CreateOrder) -> EscrowError | None:
     for party in (c.seller, c.buyer):
         if party in u.agents or party == SYSTEM:
             return NotAuthorized(f"{party} is a customer-service agent, not a trader", "O1")
-    for party in (c.seller, c.buyer):
-        trader = u.find(Trader, party)
+    parties = [c.seller, c.buyer]
+    for party, trader in zip(parties, u.find_all(Trader, parties), strict=True):
         if trader is not None and not trader.can_trade(u.now):
             return TraderSuspended(f"{party} is under a sanction that blocks new orders", "O7")
     return None

@@ -6,13 +6,14 @@ concurrency on every aggregate touched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
+from commands.streams import select_streams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.errors import NotAuthorized, NotFound
@@ -73,6 +74,20 @@ class Unit:
         found = self._loaded[key]
         assert found is None or isinstance(found, cls)
         return found
+
+    def find_all(self, cls: type[A], refs: Sequence[str]) -> list[A | None]:
+        """`find` for several refs, read in one query."""
+        keys = [stream_id(cls.KIND, ref) for ref in refs]
+        missing = [k for k in dict.fromkeys(keys) if k not in self._loaded]
+        if len(missing) > 1:
+            stored = select_streams(self.app.recorder, missing)
+            to_event = self.app.mapper.to_domain_event
+            for key in missing:
+                events = stored.get(key)
+                found = project(None, map(to_event, events)) if events else None
+                self._loaded[key] = found
+                self._seen[key] = 0 if found is None else found.version
+        return [self.find_id(cls, key) for key in keys]
 
     def stale(self) -> bool:
         """Whether a stream this attempt read has moved since. Streams are read one by one,

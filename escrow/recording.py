@@ -29,20 +29,35 @@ def stream_id(kind: str, ref: str) -> uuid.UUID:
 
 
 def _plain(value: Any) -> Any:
-    # Converted up front rather than through json's `default` hook: the C encoder stays on
-    # its fast path, which matters on every event recorded.
+    """JSON for the few values that are not: the C encoder calls it for those alone."""
     if isinstance(value, Decimal | uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
-    return value
+    raise TypeError(f"cannot hash {type(value).__name__}")
+
+
+def _stored_encoder() -> Any:
+    """json.dumps(..., sort_keys=True, separators=(",", ":")) as one prebuilt C encoder: the
+    same text, without building an encoder for every event."""
+    canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_plain)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator: the same text, slower
+        return lambda value, _level: [canonical.encode(value)]
+    return make(
+        None, _plain, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
+    )
+
+
+_encode_stored = _stored_encoder()
 
 
 def chain_digest(previous: str, topic: str, fields: Mapping[str, Any]) -> str:
     """sha256 over the previous digest, the event's topic and its fields (minus the digest)."""
-    body = {k: _plain(v) for k, v in fields.items() if k != "chain"}
-    text = json.dumps([topic, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(previous.encode() + text.encode()).hexdigest()
+    body = dict(fields)
+    body.pop("chain", None)
+    text = "".join(_encode_stored([topic, body], 0))
+    return hashlib.sha256((previous + text).encode()).hexdigest()
 
 
 def stored_digest(
@@ -67,29 +82,6 @@ def stored_digest(
     # only the few Decimal/datetime/UUID values go through Python.
     text = "".join(_encode_stored([topic, state], 0))
     return hashlib.sha256((previous + text).encode()).hexdigest()
-
-
-def _strict_plain(value: Any) -> Any:
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot hash {type(value).__name__}")
-
-
-def _stored_encoder() -> Any:
-    """json.dumps(..., sort_keys=True, separators=(",", ":")) as one prebuilt C encoder: the
-    same text, without building an encoder for every event."""
-    canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_strict_plain)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator: the same text, slower
-        return lambda value, _level: [canonical.encode(value)]
-    return make(
-        None, _strict_plain, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
-    )
-
-
-_encode_stored = _stored_encoder()
 
 
 class EscrowAggregate(Aggregate):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -25,7 +26,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
-from projections.readstore import Cursor, NotRightBehind, ReadStore
+from projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
 from projections.rows import Rows
 
 H = TypeVar("H")
@@ -66,6 +67,39 @@ class ReadModel(ABC):
 
     def held(self) -> tuple[Rows, ...]:
         return ()
+
+
+class Inside:
+    """See `Projector.inside`."""
+
+    def __init__(self, projector: Projector, events: Sequence[DomainEventProtocol[Any]]) -> None:
+        self.projector = projector
+        self.events = events
+        self.locked = False
+        self.applied = False
+        self.last = 0
+
+    def __call__(self, cursor: sqlite3.Cursor, ids: Sequence[int]) -> None:
+        p, events = self.projector, self.events
+        if len(ids) != len(events) or ids[-1] - ids[0] + 1 != len(ids):
+            return
+        self.locked = p._lock.acquire(blocking=False)
+        if not self.locked:
+            return  # another thread is projecting; it may be waiting for this transaction
+        names, behind, last = p.names, ids[0] - 1, ids[-1]
+        cursor.execute("SAVEPOINT escrow_read_models")
+        try:
+            p._trust(behind)
+            cur = SQLiteCursor(cursor)
+            p._dispatch(cur, enumerate(events, start=ids[0]), dict.fromkeys(names, behind))
+            cur.advance(names, behind, last)
+        except Exception:
+            cursor.execute("ROLLBACK TO escrow_read_models")
+            cursor.execute("RELEASE escrow_read_models")
+            p._forget()
+            return
+        cursor.execute("RELEASE escrow_read_models")
+        self.applied, self.last = True, last
 
 
 class Handlers(Generic[H]):
@@ -173,6 +207,26 @@ class Projector:
                 raise
             self._held_at = last
         return True
+
+    @contextmanager
+    def inside(self, events: Sequence[DomainEventProtocol[Any]]) -> Iterator[Inside]:
+        """A hook for the recorder (projections.inline) that projects `events` in the very
+        transaction recording them; `applied` tells afterwards whether it did. It steps aside
+        (and `catch_up` then follows the log) when another thread is projecting, when the
+        models are not right behind the events, or when a model fails: the events still
+        commit, and the failure shows again in `catch_up`."""
+        hook = Inside(self, events)
+        try:
+            yield hook
+            if hook.applied:
+                self._held_at = hook.last
+        except BaseException:
+            if hook.applied:
+                self._forget()
+            raise
+        finally:
+            if hook.locked:
+                self._lock.release()
 
     def _trust(self, position: int) -> None:
         """Keep the rows the models hold only if every model is where this projector left

@@ -138,7 +138,7 @@ class SQLiteReadStore(ReadStore):
             cur = self._conn.cursor()
             cur.execute(begin)
             try:
-                yield _SQLiteCursor(cur)
+                yield SQLiteCursor(cur)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
@@ -160,7 +160,7 @@ def _upsert(table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
     return f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
 
 
-class _SQLiteCursor:
+class SQLiteCursor:
     """In process, so `executemany` costs no round trips: it is SQLite's bulk path."""
 
     CHUNK = 500  # keys per IN (...), far below SQLite's parameter limit

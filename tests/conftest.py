@@ -100,8 +100,12 @@ def make_engine(store_url: str, clock: ManualClock) -> Iterator[Callable[..., Es
     """Open engines on this test's store (several may share it, as processes would)."""
     opened: list[Escrow] = []
 
-    def make(policy: Policy | None = None, url: str | None = None) -> Escrow:
-        engine = Escrow(url or store_url, policy=policy, clock=clock, agents=AGENTS)
+    def make(
+        policy: Policy | None = None, url: str | None = None, read_models: str | None = None
+    ) -> Escrow:
+        engine = Escrow(
+            url or store_url, policy=policy, clock=clock, agents=AGENTS, read_models=read_models
+        )
         opened.append(engine)
         return engine
 

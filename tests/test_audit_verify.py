@@ -45,6 +45,7 @@ def test_a_store_the_engine_wrote_verifies_clean(
     engine: Escrow, store_url: str, clock: ManualClock
 ) -> None:
     simulate(engine, 12, seed=5)  # every reason, deadlines firing, sanctions applied and lifted
+    engine.catch_up()  # deferred read models (PostgreSQL): what `escrow projections run` does
     history = History(engine.app) if store_url == "memory:" else History.open(store_url)
     try:
         report = verify(history)
@@ -138,6 +139,7 @@ def written(db_url: str, clock: ManualClock) -> Iterator[RawStore]:
             paid_order(engine, ref)
             clock.advance(timedelta(minutes=1))
             engine.run("release", {"order": ref, "by": "alice"})
+        engine.catch_up()  # deferred read models (PostgreSQL): what the runner does
     raw = RawStore(db_url)
     yield raw
     raw.close()
