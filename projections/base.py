@@ -31,6 +31,9 @@ from projections.rows import Rows
 
 H = TypeVar("H")
 SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
+# Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit
+# writes back most pages of every table; fewer, larger commits write them back less often.
+REBUILD_PAGES = 10
 
 TRACKING_DDL = (
     "CREATE TABLE IF NOT EXISTS escrow_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
@@ -243,10 +246,11 @@ class Projector:
         self,
         progress: Callable[[int], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        pages: int = 1,
     ) -> int:
-        """Pull and project every event recorded after the slowest model, a batch per
-        transaction, until none is left (or `stop()` says so between batches); returns how
-        many notifications were read."""
+        """Pull and project every event recorded after the slowest model, `pages` batches
+        per transaction, until none is left (or `stop()` says so between transactions);
+        returns how many notifications were read."""
         done = 0
         with self._lock:
             while stop is None or not stop():
@@ -259,19 +263,26 @@ class Projector:
                             self._trust(start)
                         else:
                             self._forget()
-                        page = self._page(start)
-                        if not page:
-                            self._held_at = start if level else None
-                            return done
-                        self._project(cur, positions, page)
-                        self._advance(cur, positions, page[-1].id)
+                        read = 0
+                        for _ in range(pages):
+                            page = self._page(start)
+                            if not page:
+                                break
+                            self._project(cur, positions, page)
+                            start = page[-1].id
+                            self._advance(cur, positions, start)
+                            positions = {n: max(p, start) for n, p in positions.items()}
+                            read += len(page)
+                            if progress:
+                                progress(len(page))
                 except BaseException:
                     self._forget()
                     raise
-                self._held_at = page[-1].id
-                done += len(page)
-                if progress:
-                    progress(len(page))
+                level = all(p == start for p in positions.values())
+                self._held_at = start if level else None
+                if not read:
+                    return done
+                done += read
         return done
 
     def _page(self, start: int) -> list[Notification]:
@@ -367,7 +378,7 @@ class Projector:
                 for statement in model.ddl(self.store):
                     cur.execute(statement)
                 cur.execute("UPDATE escrow_tracking SET position = 0 WHERE name = ?", [model.name])
-        done = self.catch_up(progress)
+        done = self.catch_up(progress, pages=REBUILD_PAGES)
         with self._lock, self.store.transaction() as cur:
             for model in chosen:
                 for statement in model.indexes(self.store):

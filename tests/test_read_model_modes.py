@@ -143,3 +143,15 @@ def test_a_read_model_that_fails_keeps_the_events_and_says_so(
 def test_an_unknown_mode_is_refused(store_url: str) -> None:
     with pytest.raises(ValidationError, match="read_models"):
         Escrow(store_url, read_models="sometimes")
+
+
+def test_a_rebuild_in_small_pages_many_to_a_transaction_equals_the_live_tables(
+    make_engine: Callable[..., Escrow],
+) -> None:
+    """A rebuild commits several pages per transaction; pages of 7 events split stories
+    across pages and transactions at every point."""
+    engine = make_engine(read_models="inline")
+    simulate(engine, 10, seed=11)
+    engine.projector.batch = 7
+    check_rebuild(engine)
+    assert positions(engine) == {event_count(engine)}
