@@ -55,6 +55,18 @@ class Cursor(Protocol):
         keys: Sequence[Sequence[Any]],
     ) -> None: ...
 
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Set `columns` of the rows whose `key` columns match; each row holds the new
+        values, then the key values (`pg_types` for both, in that order)."""
+        ...
+
     def advance(self, names: Sequence[str], behind: int, last: int) -> None:
         """Move the tracking of every named model from `behind` to `last`, or make the
         transaction fail (`NotRightBehind`) if any of them is elsewhere."""
@@ -203,6 +215,18 @@ class SQLiteCursor:
         where = " AND ".join(f"{c} = ?" for c in key)
         self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
 
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        where = " AND ".join(f"{c} = ?" for c in key)
+        self._cur.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+
     def advance(self, names: Sequence[str], behind: int, last: int) -> None:
         self._cur.execute(
             f"UPDATE escrow_tracking SET position = ? WHERE position = ? AND name IN "
@@ -328,6 +352,31 @@ class _PostgresCursor:
             f"DELETE FROM {table} AS t USING unnest({arrays}) AS d ({', '.join(key)}) "
             f"WHERE {match}",
             [list(column) for column in zip(*keys, strict=True)],
+        )
+
+    def update_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        pg_types: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        if not rows:
+            return
+        if len(rows) <= FEW:
+            sets = ", ".join(f"{c} = %s" for c in columns)
+            where = " AND ".join(f"{c} = %s" for c in key)
+            self._cur.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+            return
+        names = [*(f"v_{c}" for c in columns), *(f"k_{c}" for c in key)]
+        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        sets = ", ".join(f"{c} = d.v_{c}" for c in columns)
+        where = " AND ".join(f"t.{c} = d.k_{c}" for c in key)
+        self._cur.execute(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS d ({', '.join(names)}) "
+            f"WHERE {where}",
+            [list(column) for column in zip(*rows, strict=True)],
         )
 
     def advance(self, names: Sequence[str], behind: int, last: int) -> None:

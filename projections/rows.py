@@ -58,6 +58,16 @@ def as_decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+def _changed(now: tuple[Any, ...], was: tuple[Any, ...]) -> tuple[int, ...]:
+    """Positions whose value changed; equal Decimals written differently ("1.0", "1.00") count
+    as changed, so the table's text is always what a full write would have left."""
+    return tuple(
+        i
+        for i, (a, b) in enumerate(zip(now, was, strict=True))
+        if a != b or (type(a) is Decimal and str(a) != str(b))
+    )
+
+
 class Rows:
     def __init__(
         self,
@@ -80,7 +90,12 @@ class Rows:
         )
         self._key_types = tuple(self.pg_types[self.columns.index(c)] for c in self.key)
         self._values = operator.itemgetter(*self.columns)
+        self._key_at = tuple(self.columns.index(c) for c in self.key)
         self._rows: dict[Any, Row | None] = {}
+        # The values each held row has in the table, to write back only the columns that
+        # changed: an UPDATE of a few columns leaves the indexes on the others alone (SQLite
+        # rewrites every index an upsert's SET names; PostgreSQL can update in place).
+        self._stored: dict[Any, tuple[Any, ...]] = {}
         self._dirty: dict[Any, None] = {}  # insertion-ordered set: writes keep log order
         self._absent: set[Any] = set()  # keys known to have no row in the table
 
@@ -101,7 +116,9 @@ class Rows:
             self._key_types[0],
         )
         for values in found:
-            self._rows[values[at]] = self.decode(values)
+            row = self.decode(values)
+            self._rows[values[at]] = row
+            self._stored[values[at]] = self._values(row)
             self._absent.discard(values[at])
 
     def decode(self, values: Sequence[Any]) -> Row:
@@ -133,25 +150,51 @@ class Rows:
         self._dirty[key] = None
 
     def flush(self, cur: Cursor) -> None:
-        """Write back what changed: deletes, inserts of new keys, upserts of the others."""
-        rows, absent, values = self._rows, self._absent, self._values
+        """Write back what changed: deletes, inserts of new keys, updates of the changed
+        columns of rows the table holds, upserts of rows not known either way."""
+        rows, absent, stored, values = self._rows, self._absent, self._stored, self._values
         if not self._dirty:
             return
-        gone = [k for k in self._dirty if rows[k] is None and k not in absent]
-        new = [values(r) for k in self._dirty if (r := rows[k]) is not None and k in absent]
-        old = [values(r) for k in self._dirty if (r := rows[k]) is not None and k not in absent]
+        gone: list[Any] = []
+        new: list[tuple[Any, ...]] = []
+        unknown: list[tuple[Any, ...]] = []
+        changed: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for k in self._dirty:
+            row = rows[k]
+            if row is None:
+                if k not in absent:
+                    gone.append(k if isinstance(k, tuple) else (k,))
+                continue
+            now = values(row)
+            if k in absent:
+                new.append(now)
+            elif (was := stored.get(k)) is None:
+                unknown.append(now)
+            elif columns := _changed(now, was):
+                changed.setdefault(columns, []).append(now)
         if gone:
-            keys = [k if isinstance(k, tuple) else (k,) for k in gone]
-            cur.delete_rows(self.table, self.key, self._key_types, keys)
+            cur.delete_rows(self.table, self.key, self._key_types, gone)
         if new:
             cur.insert_rows(self.table, self.columns, self.pg_types, new)
-        if old:
-            cur.insert_rows(self.table, self.columns, self.pg_types, old, conflict=self.key)
+        if unknown:
+            cur.insert_rows(self.table, self.columns, self.pg_types, unknown, conflict=self.key)
+        for columns, group in changed.items():
+            at = columns + self._key_at
+            cur.update_rows(
+                self.table,
+                [self.columns[i] for i in columns],
+                self.key,
+                [self.pg_types[i] for i in at],
+                [tuple(now[i] for i in at) for now in group],
+            )
         for k in self._dirty:  # what the table holds now
-            if rows[k] is None:
+            row = rows[k]
+            if row is None:
                 absent.add(k)
+                stored.pop(k, None)
             else:
                 absent.discard(k)
+                stored[k] = values(row)
         self._dirty.clear()
         if len(rows) > HELD:
             self.forget()
@@ -161,3 +204,4 @@ class Rows:
         self._rows.clear()
         self._dirty.clear()
         self._absent.clear()
+        self._stored.clear()
