@@ -147,13 +147,12 @@ class Trader(EscrowAggregate):
         )
 
     def expire_due(self, by: Actor, at: datetime) -> bool:
-        """S2/S3: record the expiry of every sanction that has lapsed; False if none had."""
-        due = [
-            s["id"]
-            for s in self.sanctions
-            if s["ended_at"] is None and s["expires_at"] is not None and s["expires_at"] <= at
-        ]
-        if not due:
-            return False
-        self._record(self.SanctionExpired, actor=by.name, rule=None, at=at, sanctions=due)
-        return True
+        """S2/S3: record the expiry of every sanction that has lapsed, one event per rule
+        (each names the rule that set the duration); False if none had lapsed."""
+        due: dict[str, list[int]] = {}
+        for s in self.sanctions:
+            if s["ended_at"] is None and s["expires_at"] is not None and s["expires_at"] <= at:
+                due.setdefault(SANCTION_RULE[s["kind"]], []).append(s["id"])
+        for rule, ids in sorted(due.items()):
+            self._record(self.SanctionExpired, actor=by.name, rule=rule, at=at, sanctions=ids)
+        return bool(due)
