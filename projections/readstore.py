@@ -172,6 +172,22 @@ def _upsert(table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
     return f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {updates}"
 
 
+def _insert_sql(table: str, columns: Sequence[str], conflict: Sequence[str], mark: str) -> str:
+    marks = ",".join([mark] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})" + _upsert(
+        table, columns, conflict
+    )
+
+
+def _delete_sql(table: str, key: Sequence[str], mark: str) -> str:
+    return f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = {mark}" for c in key)
+
+
+def _update_sql(table: str, columns: Sequence[str], key: Sequence[str], mark: str) -> str:
+    sets = ", ".join(f"{c} = {mark}" for c in columns)
+    return f"UPDATE {table} SET {sets} WHERE " + " AND ".join(f"{c} = {mark}" for c in key)
+
+
 class SQLiteCursor:
     """In process, so `executemany` costs no round trips: it is SQLite's bulk path."""
 
@@ -198,12 +214,7 @@ class SQLiteCursor:
         rows: Sequence[Sequence[Any]],
         conflict: Sequence[str] = (),
     ) -> None:
-        marks = ",".join("?" * len(columns))
-        self._cur.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-            + _upsert(table, columns, conflict),
-            rows,
-        )
+        self._cur.executemany(_insert_sql(table, columns, conflict, "?"), rows)
 
     def delete_rows(
         self,
@@ -212,8 +223,7 @@ class SQLiteCursor:
         pg_types: Sequence[str],
         keys: Sequence[Sequence[Any]],
     ) -> None:
-        where = " AND ".join(f"{c} = ?" for c in key)
-        self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+        self._cur.executemany(_delete_sql(table, key, "?"), keys)
 
     def update_rows(
         self,
@@ -223,9 +233,7 @@ class SQLiteCursor:
         pg_types: Sequence[str],
         rows: Sequence[Sequence[Any]],
     ) -> None:
-        sets = ", ".join(f"{c} = ?" for c in columns)
-        where = " AND ".join(f"{c} = ?" for c in key)
-        self._cur.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+        self._cur.executemany(_update_sql(table, columns, key, "?"), rows)
 
     def advance(self, names: Sequence[str], behind: int, last: int) -> None:
         self._cur.execute(
@@ -319,12 +327,7 @@ class _PostgresCursor:
         if not rows:
             return
         if len(rows) <= FEW:
-            marks = ",".join(["%s"] * len(columns))
-            self._cur.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-                + _upsert(table, columns, conflict),
-                rows,
-            )
+            self._cur.executemany(_insert_sql(table, columns, conflict, "%s"), rows)
             return
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
         self._cur.execute(
@@ -343,8 +346,7 @@ class _PostgresCursor:
         if not keys:
             return
         if len(keys) <= FEW:
-            where = " AND ".join(f"{c} = %s" for c in key)
-            self._cur.executemany(f"DELETE FROM {table} WHERE {where}", keys)
+            self._cur.executemany(_delete_sql(table, key, "%s"), keys)
             return
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
         match = " AND ".join(f"t.{c} = d.{c}" for c in key)
@@ -365,9 +367,7 @@ class _PostgresCursor:
         if not rows:
             return
         if len(rows) <= FEW:
-            sets = ", ".join(f"{c} = %s" for c in columns)
-            where = " AND ".join(f"{c} = %s" for c in key)
-            self._cur.executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
+            self._cur.executemany(_update_sql(table, columns, key, "%s"), rows)
             return
         names = [*(f"v_{c}" for c in columns), *(f"k_{c}" for c in key)]
         arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
