@@ -329,7 +329,7 @@ class _PostgresCursor:
         if len(rows) <= FEW:
             self._cur.executemany(_insert_sql(table, columns, conflict, "%s"), rows)
             return
-        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        arrays = ", ".join(f"%b::{t}[]" for t in pg_types)  # binary: no quoting
         self._cur.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
             + _upsert(table, columns, conflict),
@@ -348,7 +348,7 @@ class _PostgresCursor:
         if len(keys) <= FEW:
             self._cur.executemany(_delete_sql(table, key, "%s"), keys)
             return
-        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        arrays = ", ".join(f"%b::{t}[]" for t in pg_types)  # binary: no quoting
         match = " AND ".join(f"t.{c} = d.{c}" for c in key)
         self._cur.execute(
             f"DELETE FROM {table} AS t USING unnest({arrays}) AS d ({', '.join(key)}) "
@@ -370,7 +370,7 @@ class _PostgresCursor:
             self._cur.executemany(_update_sql(table, columns, key, "%s"), rows)
             return
         names = [*(f"v_{c}" for c in columns), *(f"k_{c}" for c in key)]
-        arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+        arrays = ", ".join(f"%b::{t}[]" for t in pg_types)  # binary: no quoting
         sets = ", ".join(f"{c} = d.v_{c}" for c in columns)
         where = " AND ".join(f"t.{c} = d.k_{c}" for c in key)
         self._cur.execute(
