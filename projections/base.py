@@ -84,11 +84,15 @@ class Inside:
 
     def __call__(self, cursor: sqlite3.Cursor, ids: Sequence[int]) -> None:
         p, events = self.projector, self.events
+        if self.applied:  # a recorder retrying its transaction: that attempt's rows are gone
+            p._forget()
+            self.applied = False
         if len(ids) != len(events) or ids[-1] - ids[0] + 1 != len(ids):
             return
-        self.locked = p._lock.acquire(blocking=False)
         if not self.locked:
-            return  # another thread is projecting; it may be waiting for this transaction
+            self.locked = p._lock.acquire(blocking=False)
+            if not self.locked:
+                return  # another thread is projecting; it may be waiting for this transaction
         names, behind, last = p.names, ids[0] - 1, ids[-1]
         cursor.execute("SAVEPOINT escrow_read_models")
         try:
