@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,7 +52,6 @@ from projections.deadlines import (
     PAYMENT_WINDOW,
     SANCTION_EXPIRY,
     due,
-    stamp,
 )
 from projections.inline import InlineSQLiteRecorder
 from projections.ledger import LedgerLine, ledger_lines, ledgers
@@ -69,6 +68,21 @@ DEFERRED = "deferred"  # brought up to date before any read-model query or tick
 # the next query cannot be told apart from projecting at each command, and costs less.
 # PostgreSQL: the production layout runs `escrow projections run` beside the backend.
 READ_MODELS = {"sqlite": INLINE, "memory": DEFERRED, "postgresql": DEFERRED}
+
+
+# What each kind of deadline fires, and on which kind of stream.
+DEADLINE_COMMANDS: dict[str, Callable[[str], SystemCommand]] = {
+    PAYMENT_WINDOW: lambda ref: ExpirePaymentWindow(order=ref),
+    PAYMENT_PROOF: lambda ref: ExpirePaymentProof(appeal=ref),
+    FREEZE_WINDOW: lambda ref: CloseFreezeWindow(appeal=ref),
+    SANCTION_EXPIRY: lambda ref: ExpireSanctions(trader=ref),
+}
+DEADLINE_STREAMS: dict[str, type[EscrowAggregate]] = {
+    PAYMENT_WINDOW: Order,
+    PAYMENT_PROOF: Appeal,
+    FREEZE_WINDOW: Appeal,
+    SANCTION_EXPIRY: Trader,
+}
 
 
 class EscrowApplication(Application[UUID]):
@@ -244,37 +258,23 @@ class Escrow:
         commands; a deadline that no longer applies records nothing."""
         now = now or self.clock.now()
         self.projector.catch_up()
-        rows = self.read.query(
-            "SELECT kind, stream FROM escrow_deadlines WHERE due_at <= ? ORDER BY due_at, kind",
-            [stamp(now)],
-        )
         fired: list[Outcome] = []
-        for kind, stream in due(rows):
-            command = self._deadline_command(kind, stream)
-            if command is None:
+        for kind, stream, ref in due(self.read, now):
+            ref = ref or self._ref_of(DEADLINE_STREAMS[kind], stream)
+            if ref is None:
                 continue
+            command = DEADLINE_COMMANDS[kind](ref)
             try:
                 fired.append(self._run(command, now))
             except EscrowError:
                 continue  # moved on since (paid, proven, lifted): the deadline no longer applies
         return fired
 
-    def _deadline_command(self, kind: str, stream: UUID) -> SystemCommand | None:
-        unit = Unit(self.app, self.clock.now(), self.policy, self.agents)
-        if kind == PAYMENT_WINDOW:
-            order = unit.find_id(Order, stream)
-            return ExpirePaymentWindow(order=order.ref) if order else None
-        if kind in (PAYMENT_PROOF, FREEZE_WINDOW):
-            appeal = unit.find_id(Appeal, stream)
-            if appeal is None:
-                return None
-            if kind == PAYMENT_PROOF:
-                return ExpirePaymentProof(appeal=appeal.ref)
-            return CloseFreezeWindow(appeal=appeal.ref)
-        if kind == SANCTION_EXPIRY:
-            trader = unit.find_id(Trader, stream)
-            return ExpireSanctions(trader=trader.ref) if trader else None
-        return None
+    def _ref_of(self, cls: type[EscrowAggregate], stream: UUID) -> str | None:
+        """The caller's id of a stream the read models do not name (never expected once
+        they are caught up; the stream itself is the authority)."""
+        found = Unit(self.app, self.clock.now(), self.policy, self.agents).find_id(cls, stream)
+        return found.ref if found else None
 
     # --- queries --------------------------------------------------------------------------
 

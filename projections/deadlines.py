@@ -134,9 +134,22 @@ class Deadlines(ReadModel):
         rows.flush(cur)
 
 
-def due(rows: list[tuple[Any, ...]]) -> list[tuple[str, UUID]]:
-    """(kind, stream) pairs from rows, once each, in due order."""
-    seen: dict[tuple[str, UUID], None] = {}
-    for kind, stream in rows:
-        seen[(kind, UUID(stream))] = None
-    return list(seen)
+def due(store: ReadStore, now: datetime) -> list[tuple[str, UUID, str | None]]:
+    """(kind, stream, ref) of every deadline due at `now`, once per stream, in due order.
+
+    The ref names the order, appeal or trader for the system command. Payment-proof and
+    sanction rows carry none (their events do not name the stream), so it comes from the
+    appeal queue (an appeal awaiting proof is open) and the traders table, all caught up
+    together; None only if those tables lack the stream."""
+    rows = store.query(
+        "SELECT d.kind, d.stream, COALESCE(NULLIF(d.ref, ''), q.ref, t.trader) "
+        "FROM escrow_deadlines d "
+        "LEFT JOIN escrow_appeal_queue q ON q.stream = d.stream "
+        "LEFT JOIN escrow_traders t ON t.stream = d.stream "
+        "WHERE d.due_at <= ? ORDER BY d.due_at, d.kind",
+        [stamp(now)],
+    )
+    seen: dict[tuple[str, UUID], str | None] = {}
+    for kind, stream, ref in rows:
+        seen.setdefault((kind, UUID(stream)), ref)
+    return [(kind, stream, ref) for (kind, stream), ref in seen.items()]

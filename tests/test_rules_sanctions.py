@@ -299,6 +299,26 @@ def test_S3_blocks_until_its_end_and_expires_once(engine: Escrow, clock: ManualC
     assert event_count(engine) == after
 
 
+def test_S3_expiry_fires_even_when_the_traders_table_lacks_the_trader(
+    engine: Escrow, clock: ManualClock
+) -> None:
+    """`tick` names the trader from the traders read model; without that row it reads the
+    trader's stream instead, so no deadline is ever skipped."""
+    paid_order(engine)
+    do(engine, "open_appeal", order="o1", by="bob", reason="verbal_abuse", appeal="a1")
+    do(engine, "start_review", appeal="a1", by="carol")
+    apply(engine, "alice", "partial_ban", appeal="a1")
+    engine.catch_up()
+    with engine.read.transaction() as cur:
+        cur.execute("DELETE FROM escrow_traders WHERE trader = 'alice'")
+    clock.advance(24 * HOUR)
+    fired = engine.tick()
+    assert [(r.ref, r.event, r.rule) for o in fired for r in o.recorded] == [
+        ("alice", "SanctionExpired", "S3")
+    ]
+    free(engine, "alice")
+
+
 def test_S3_ladder_follows_the_policy(
     make_engine: Callable[..., Escrow], clock: ManualClock
 ) -> None:
