@@ -380,7 +380,7 @@ class Escrow:
     def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
         """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""
         self.projector.catch_up()
-        return traders_model.stats(self.read, name, at or self.clock.now())
+        return traders_model.stats(self.read, [name], at or self.clock.now())[0]
 
     def traders(
         self, sort: str = "name", limit: int = 50, at: datetime | None = None
@@ -392,7 +392,7 @@ class Escrow:
         self.projector.catch_up()
         at = at or self.clock.now()
         names = traders_model.names(self.read, sort, limit)
-        return [traders_model.stats(self.read, name, at) for name in names]
+        return traders_model.stats(self.read, names, at)
 
     def ledgers(self) -> list[LedgerView]:
         """Escrow totals of every asset."""

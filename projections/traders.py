@@ -267,38 +267,75 @@ def _average(micros: int, count: int) -> Decimal | None:
     return (Decimal(micros) / count / 1_000_000).quantize(Decimal("0.001"), ROUND_HALF_EVEN)
 
 
-def stats(store: ReadStore, name: str, at: datetime) -> TraderStats:
+CHUNK = 500  # names per query, far below either backend's parameter limit
+
+
+def stats(store: ReadStore, names: Sequence[str], at: datetime) -> list[TraderStats]:
+    """The figures of each named trader at `at`, in the order given: three queries per
+    500 traders, in one snapshot."""
+    counters: dict[str, dict[str, Any]] = {}
+    recent: dict[tuple[str, str], int] = {}
+    sanctions: dict[str, list[SanctionView]] = {}
     with store.reading() as cur:
-        cur.execute(
-            f"SELECT {', '.join(TRADER_COLUMNS)} FROM escrow_traders WHERE trader = ?", [name]
-        )
-        found = cur.fetchone()
-        row = dict(zip(TRADER_COLUMNS, found, strict=True)) if found else dict.fromkeys(COUNTERS, 0)
-        window = [name, name, stamp(at - WINDOW), stamp(at)]
-        cur.execute(
-            "SELECT outcome, COUNT(*) FROM escrow_trader_orders "
-            "WHERE (seller = ? OR buyer = ?) AND closed_at > ? AND closed_at <= ? "
-            "GROUP BY outcome",
-            window,
-        )
-        recent = {outcome: int(n) for outcome, n in cur.fetchall()}
-        cur.execute(
-            "SELECT kind, since, expires_at, appeal, severity FROM escrow_trader_sanctions "
-            "WHERE stream = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY sanction",
-            [str(stream_id(Trader.KIND, name)), stamp(at)],
-        )
-        sanctions = [
-            SanctionView(
-                kind=kind,
-                since=unstamp(since),
-                expires_at=unstamp(expires) if expires else None,
-                appeal=appeal,
-                severity=severity,
+        for i in range(0, len(names), CHUNK):
+            chunk = list(names[i : i + CHUNK])
+            marks = ",".join("?" * len(chunk))
+            cur.execute(
+                f"SELECT {', '.join(TRADER_COLUMNS)} FROM escrow_traders WHERE trader IN ({marks})",
+                chunk,
             )
-            for kind, since, expires, appeal, severity in cur.fetchall()
-        ]
-    done = recent.get(OrderState.COMPLETED.value, 0)
-    undone = recent.get(OrderState.CANCELLED.value, 0)
+            for found in cur.fetchall():
+                counters[found[0]] = dict(zip(TRADER_COLUMNS, found, strict=True))
+            window = [stamp(at - WINDOW), stamp(at)]
+            cur.execute(  # an order counts for both its parties
+                f"SELECT seller, outcome, COUNT(*) FROM escrow_trader_orders "
+                f"WHERE seller IN ({marks}) AND closed_at > ? AND closed_at <= ? "
+                f"GROUP BY seller, outcome UNION ALL "
+                f"SELECT buyer, outcome, COUNT(*) FROM escrow_trader_orders "
+                f"WHERE buyer IN ({marks}) AND closed_at > ? AND closed_at <= ? "
+                f"GROUP BY buyer, outcome",
+                [*chunk, *window, *chunk, *window],
+            )
+            for trader, outcome, n in cur.fetchall():
+                recent[(trader, outcome)] = recent.get((trader, outcome), 0) + int(n)
+            by_stream = {str(stream_id(Trader.KIND, name)): name for name in chunk}
+            cur.execute(
+                f"SELECT stream, kind, since, expires_at, appeal, severity "
+                f"FROM escrow_trader_sanctions WHERE stream IN ({marks}) "
+                f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY stream, sanction",
+                [*by_stream, stamp(at)],
+            )
+            for stream, kind, since, expires, appeal, severity in cur.fetchall():
+                sanctions.setdefault(by_stream[stream], []).append(
+                    SanctionView(
+                        kind=kind,
+                        since=unstamp(since),
+                        expires_at=unstamp(expires) if expires else None,
+                        appeal=appeal,
+                        severity=severity,
+                    )
+                )
+    return [
+        _stats(
+            name,
+            at,
+            counters.get(name) or dict.fromkeys(COUNTERS, 0),
+            recent.get((name, OrderState.COMPLETED.value), 0),
+            recent.get((name, OrderState.CANCELLED.value), 0),
+            sanctions.get(name, []),
+        )
+        for name in names
+    ]
+
+
+def _stats(
+    name: str,
+    at: datetime,
+    row: dict[str, Any],
+    done: int,
+    undone: int,
+    sanctions: list[SanctionView],
+) -> TraderStats:
     rate = None
     if done + undone:
         rate = (Decimal(done) / (done + undone)).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
