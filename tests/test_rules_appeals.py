@@ -34,6 +34,13 @@ def appeal(
         do(engine, "start_review", appeal=ref, by="carol")
 
 
+def appeal_refused(
+    engine: Escrow, code: str, *, by: str, reason: str, appeal: str = "a2", order: str = "o1"
+) -> None:
+    """`open_appeal` refused with `code`, storing nothing."""
+    refused(engine, code, "open_appeal", order=order, by=by, reason=reason, appeal=appeal)
+
+
 def paid(engine: Escrow, order: str = "o1", paid_amount: str | None = None, **over: Any) -> None:
     """An order created and marked paid (with the fiat amount the buyer says was sent)."""
     do(engine, "create_order", **order_fields(order, **over))
@@ -191,15 +198,7 @@ def test_A3_same_reason_after_resolution_is_refused(engine: Escrow) -> None:
     paid_order(engine)
     appeal(engine, "seller_not_releasing", "bob", review=True)
     do(engine, "resolve_appeal", appeal="a1", by="carol", outcome="release")
-    refused(
-        engine,
-        "issue_already_resolved",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="seller_not_releasing",
-        appeal="a2",
-    )
+    appeal_refused(engine, "issue_already_resolved", by="bob", reason="seller_not_releasing")
     appeal(engine, "amount_mismatch", "bob", ref="a3")  # another issue is still open to appeal
     assert order_state(engine) == ("completed", "a3")
 
@@ -209,41 +208,17 @@ def test_A3_a_seller_issue_stays_resolved_too(engine: Escrow) -> None:
     appeal(engine, "non_real_name_payment", "alice", review=True)
     do(engine, "add_evidence", appeal="a1", by="alice", description="I accept the payment")
     do(engine, "resolve_appeal", appeal="a1", by="carol", outcome="release")
-    refused(
-        engine,
-        "issue_already_resolved",
-        "open_appeal",
-        order="o1",
-        by="alice",
-        reason="non_real_name_payment",
-        appeal="a2",
-    )
+    appeal_refused(engine, "issue_already_resolved", by="alice", reason="non_real_name_payment")
 
 
 def test_A3_verbal_abuse_issue_is_per_reporting_trader(engine: Escrow) -> None:
     paid_order(engine)
     appeal(engine, "verbal_abuse", "bob", review=True)
     do(engine, "resolve_appeal", appeal="a1", by="carol")
-    refused(
-        engine,
-        "issue_already_resolved",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="verbal_abuse",
-        appeal="a2",
-    )
+    appeal_refused(engine, "issue_already_resolved", by="bob", reason="verbal_abuse")
     appeal(engine, "verbal_abuse", "alice", ref="a3", review=True)  # the seller keeps hers
     do(engine, "resolve_appeal", appeal="a3", by="carol")
-    refused(
-        engine,
-        "issue_already_resolved",
-        "open_appeal",
-        order="o1",
-        by="alice",
-        reason="verbal_abuse",
-        appeal="a4",
-    )
+    appeal_refused(engine, "issue_already_resolved", by="alice", reason="verbal_abuse", appeal="a4")
     assert order_state(engine) == ("paid", None)
 
 
@@ -255,15 +230,7 @@ def test_A3_a_resolved_issue_stays_resolved_after_the_order_closes(
     do(engine, "resolve_appeal", appeal="a1", by="carol")
     do(engine, "release", order="o1", by="alice")
     clock.advance(timedelta(days=1))
-    refused(
-        engine,
-        "issue_already_resolved",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="verbal_abuse",
-        appeal="a2",
-    )
+    appeal_refused(engine, "issue_already_resolved", by="bob", reason="verbal_abuse")
 
 
 # --- A4: a cancelled appeal does not close the issue ------------------------------------------
@@ -287,15 +254,7 @@ def test_A4_a_cancelled_appeal_id_cannot_be_reused(engine: Escrow) -> None:
     paid_order(engine)
     appeal(engine, "seller_not_releasing", "bob")
     do(engine, "cancel_appeal", appeal="a1", by="bob")
-    refused(
-        engine,
-        "duplicate_id",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="seller_not_releasing",
-        appeal="a1",
-    )
+    appeal_refused(engine, "duplicate_id", by="bob", reason="seller_not_releasing", appeal="a1")
     assert appeal_state(engine) == ("cancelled", None)
 
 
@@ -368,15 +327,7 @@ def test_A5_a_party_releasing_during_an_appeal_is_not_authorized_first(engine: E
 def test_A6_no_appeal_while_awaiting_payment(engine: Escrow) -> None:
     do(engine, "create_order", **order_fields("o1"))
     for by, reason in [("bob", "seller_not_releasing"), ("alice", "payment_not_received")]:
-        refused(
-            engine,
-            "appeal_not_allowed",
-            "open_appeal",
-            order="o1",
-            by=by,
-            reason=reason,
-            appeal="a1",
-        )
+        appeal_refused(engine, "appeal_not_allowed", by=by, reason=reason, appeal="a1")
     # who may appeal is checked before when: not_authorized wins over appeal_not_allowed
     for by, reason in [
         ("mallory", "verbal_abuse"),
@@ -421,30 +372,14 @@ def test_A6_a_party_opens_only_its_own_sides_reasons(engine: Escrow) -> None:
         "non_real_name_payment",
         "bank_account_frozen",
     ):
-        refused(
-            engine,
-            "not_authorized",
-            "open_appeal",
-            order="o1",
-            by="bob",
-            reason=reason,
-            appeal="a1",
-        )
+        appeal_refused(engine, "not_authorized", by="bob", reason=reason, appeal="a1")
     for reason in (
         "seller_not_releasing",
         "cancelled_after_payment",
         "amount_mismatch",
         "seller_payment_method_problem",
     ):
-        refused(
-            engine,
-            "not_authorized",
-            "open_appeal",
-            order="o1",
-            by="alice",
-            reason=reason,
-            appeal="a1",
-        )
+        appeal_refused(engine, "not_authorized", by="alice", reason=reason, appeal="a1")
     assert order_state(engine) == ("paid", None)
     assert engine.trader("bob").can_trade  # the refused C4 applied no S2
 
@@ -452,15 +387,7 @@ def test_A6_a_party_opens_only_its_own_sides_reasons(engine: Escrow) -> None:
 def test_A6_agents_and_strangers_cannot_open_appeals(engine: Escrow) -> None:
     paid_order(engine)
     for actor in ("carol", "mallory"):
-        refused(
-            engine,
-            "not_authorized",
-            "open_appeal",
-            order="o1",
-            by=actor,
-            reason="verbal_abuse",
-            appeal="a1",
-        )
+        appeal_refused(engine, "not_authorized", by=actor, reason="verbal_abuse", appeal="a1")
 
 
 def test_A6_appeal_window_after_close_counts_from_closing(
@@ -483,15 +410,7 @@ def test_A6_no_appeal_once_the_window_after_close_has_passed(
     do(engine, "cancel_order", order="o1", by="bob")
     clock.advance(timedelta(days=60))
     for by, reason in [("bob", "cancelled_after_payment"), ("alice", "verbal_abuse")]:
-        refused(
-            engine,
-            "appeal_not_allowed",
-            "open_appeal",
-            order="o1",
-            by=by,
-            reason=reason,
-            appeal="a1",
-        )
+        appeal_refused(engine, "appeal_not_allowed", by=by, reason=reason, appeal="a1")
     assert order_state(engine) == ("cancelled", None)
 
 
@@ -504,15 +423,7 @@ def test_A6_appeal_window_follows_the_policy(
     appeal(engine, "verbal_abuse", "bob")
     do(engine, "cancel_appeal", appeal="a1", by="bob")
     clock.advance(timedelta(hours=1))
-    refused(
-        engine,
-        "appeal_not_allowed",
-        "open_appeal",
-        order="o1",
-        by="alice",
-        reason="verbal_abuse",
-        appeal="a2",
-    )
+    appeal_refused(engine, "appeal_not_allowed", by="alice", reason="verbal_abuse")
 
 
 # --- A7: one open appeal per order ------------------------------------------------------------
@@ -526,15 +437,7 @@ def test_A7_a_second_appeal_while_one_is_open_is_refused(engine: Escrow) -> None
         ("bob", "amount_mismatch"),
         ("alice", "verbal_abuse"),
     ]:
-        refused(
-            engine,
-            "appeal_already_open",
-            "open_appeal",
-            order="o1",
-            by=by,
-            reason=reason,
-            appeal="a2",
-        )
+        appeal_refused(engine, "appeal_already_open", by=by, reason=reason)
     # the other party adds evidence to the open appeal instead
     do(engine, "add_evidence", appeal="a1", by="alice", description="buyer paid 100 EUR short")
     assert engine.appeal("a1").evidence_count == 1
@@ -544,15 +447,7 @@ def test_A7_a_second_appeal_while_one_is_open_is_refused(engine: Escrow) -> None
 def test_A7_also_on_a_terminal_order(engine: Escrow) -> None:
     completed_order(engine)
     appeal(engine, "amount_mismatch", "bob")
-    refused(
-        engine,
-        "appeal_already_open",
-        "open_appeal",
-        order="o1",
-        by="alice",
-        reason="verbal_abuse",
-        appeal="a2",
-    )
+    appeal_refused(engine, "appeal_already_open", by="alice", reason="verbal_abuse")
     do(engine, "cancel_appeal", appeal="a1", by="bob")
     appeal(engine, "verbal_abuse", "alice", ref="a2")
     assert order_state(engine) == ("completed", "a2")
@@ -576,49 +471,17 @@ def test_A7_on_a_paid_order_before_A3(engine: Escrow) -> None:
     appeal(engine, "verbal_abuse", "bob", review=True)
     do(engine, "resolve_appeal", appeal="a1", by="carol")
     appeal(engine, "payment_not_received", "alice", ref="a2")
-    refused(
-        engine,
-        "appeal_already_open",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="verbal_abuse",
-        appeal="a3",
-    )
+    appeal_refused(engine, "appeal_already_open", by="bob", reason="verbal_abuse", appeal="a3")
 
 
 def test_A7_identity_and_authorization_come_first(engine: Escrow) -> None:
     paid_order(engine)
     appeal(engine, "seller_not_releasing", "bob")
     # the other side's reason: not_authorized before appeal_already_open
-    refused(
-        engine,
-        "not_authorized",
-        "open_appeal",
-        order="o1",
-        by="bob",
-        reason="payment_not_received",
-        appeal="a2",
-    )
+    appeal_refused(engine, "not_authorized", by="bob", reason="payment_not_received")
     # an existing appeal id: duplicate_id before not_authorized
-    refused(
-        engine,
-        "duplicate_id",
-        "open_appeal",
-        order="o1",
-        by="mallory",
-        reason="verbal_abuse",
-        appeal="a1",
-    )
-    refused(
-        engine,
-        "not_found",
-        "open_appeal",
-        order="nope",
-        by="bob",
-        reason="verbal_abuse",
-        appeal="a1",
-    )
+    appeal_refused(engine, "duplicate_id", by="mallory", reason="verbal_abuse", appeal="a1")
+    appeal_refused(engine, "not_found", by="bob", reason="verbal_abuse", appeal="a1", order="nope")
 
 
 # --- A8: evidence -----------------------------------------------------------------------------
