@@ -40,9 +40,28 @@ def order_fields(order: str = "o1", **over: Any) -> dict[str, Any]:
     return fields
 
 
-def paid_order(engine: Escrow, order: str = "o1", **over: Any) -> None:
+def paid_order(
+    engine: Escrow, order: str = "o1", paid_amount: str | None = None, **over: Any
+) -> None:
+    """An order created and marked paid (with the fiat amount the buyer says was sent)."""
     engine.run("create_order", order_fields(order, **over))
-    engine.run("mark_paid", {"order": order, "by": over.get("buyer", "bob")})
+    sent = {} if paid_amount is None else {"paid_amount": paid_amount}
+    engine.run("mark_paid", {"order": order, "by": over.get("buyer", "bob"), **sent})
+
+
+def appeal_in_review(
+    engine: Escrow,
+    reason: str = "seller_not_releasing",
+    *,
+    by: str = "bob",
+    paid_amount: str | None = None,
+    appeal: str = "a1",
+    **order: Any,
+) -> None:
+    """o1 paid (optionally another amount sent), an appeal opened by `by`, under review."""
+    paid_order(engine, "o1", paid_amount, **order)
+    engine.run("open_appeal", {"order": "o1", "by": by, "reason": reason, "appeal": appeal})
+    engine.run("start_review", {"appeal": appeal, "by": "carol"})
 
 
 def do(engine: Escrow, name: str, **fields: Any) -> None:

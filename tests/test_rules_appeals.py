@@ -41,13 +41,6 @@ def appeal_refused(
     refused(engine, code, "open_appeal", order=order, by=by, reason=reason, appeal=appeal)
 
 
-def paid(engine: Escrow, order: str = "o1", paid_amount: str | None = None, **over: Any) -> None:
-    """An order created and marked paid (with the fiat amount the buyer says was sent)."""
-    do(engine, "create_order", **order_fields(order, **over))
-    sent = {} if paid_amount is None else {"paid_amount": paid_amount}
-    do(engine, "mark_paid", order=order, by=over.get("buyer", "bob"), **sent)
-
-
 def completed_order(engine: Escrow, order: str = "o1", **over: Any) -> None:
     paid_order(engine, order, **over)
     do(engine, "release", order=order, by=over.get("seller", "alice"))
@@ -267,13 +260,13 @@ def _appeal_in_each_live_state(engine: Escrow) -> dict[str, str]:
     appeal(engine, "seller_not_releasing", "bob", ref="a-open", order="o-open")
     paid_order(engine, "o-review")
     appeal(engine, "verbal_abuse", "alice", ref="a-review", order="o-review", review=True)
-    paid(engine, "o-refund", paid_amount="500")
+    paid_order(engine, "o-refund", paid_amount="500")
     appeal(engine, "amount_mismatch", "bob", ref="a-refund", order="o-refund", review=True)
     do(engine, "request_refund", appeal="a-refund", by="carol", amount="40")
     paid_order(engine, "o-proof", instant=False)
     appeal(engine, "payment_not_received", "alice", ref="a-proof", order="o-proof", review=True)
     do(engine, "request_payment_proof", appeal="a-proof", by="carol")
-    paid(engine, "o-topup", paid_amount="400")
+    paid_order(engine, "o-topup", paid_amount="400")
     appeal(engine, "insufficient_payment", "alice", ref="a-topup", order="o-topup", review=True)
     do(engine, "agree_top_up", appeal="a-topup", by="bob")
     paid_order(engine, "o-freeze")
@@ -547,7 +540,7 @@ def test_A9_only_the_opener_cancels_an_appeal(engine: Escrow) -> None:
 
 
 def test_A9_only_cs_moves_an_appeal_through_review(engine: Escrow) -> None:
-    paid(engine, paid_amount="500", instant=False)
+    paid_order(engine, paid_amount="500", instant=False)
     appeal(engine, "amount_mismatch", "bob")
     for actor in ("bob", "alice", "mallory"):
         refused(engine, "not_authorized", "start_review", appeal="a1", by=actor)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 from tests.helpers import (
+    appeal_in_review,
     assert_appeal,
     assert_free,
     assert_ledger,
@@ -32,23 +32,6 @@ from tests.helpers import (
 )
 
 # --- small local vocabulary ----------------------------------------------------------------
-
-
-def appeal_in_review(
-    engine: Escrow,
-    reason: str = "seller_not_releasing",
-    *,
-    by: str = "bob",
-    paid_amount: str | None = None,
-    appeal: str = "a1",
-    **order: Any,
-) -> None:
-    """o1 paid by bob (optionally another amount), an appeal opened by `by`, under review."""
-    do(engine, "create_order", **order_fields("o1", **order))
-    paid = {} if paid_amount is None else {"paid_amount": paid_amount}
-    do(engine, "mark_paid", order="o1", by="bob", **paid)
-    do(engine, "open_appeal", order="o1", by=by, reason=reason, appeal=appeal)
-    do(engine, "start_review", appeal=appeal, by="carol")
 
 
 # --- R1: request, report, confirm or refuse -------------------------------------------------
