@@ -22,6 +22,7 @@ from commands.handlers import HANDLERS
 from commands.models import Command, parse_command
 from commands.queries import AppealView, LedgerView, OrderView, Outcome, Recorded, TraderView
 from commands.receipts import Receipt, fingerprint
+from commands.recent import STREAMS, RecentStreams
 from commands.store import parse_store_url
 from commands.system import (
     CloseFreezeWindow,
@@ -120,8 +121,11 @@ class Escrow:
         clock: Clock | None = None,
         agents: Iterable[str] = (),
         read_models: str | None = None,
+        recent_streams: int = STREAMS,
     ) -> None:
-        """`read_models`: "inline" or "deferred" (default: by backend, see READ_MODELS)."""
+        """`read_models`: "inline" or "deferred" (default: by backend, see READ_MODELS).
+        `recent_streams`: how many streams it last wrote the engine keeps in memory to decide
+        the next command on them without a read (commands.recent; 0 keeps none)."""
         self.config = parse_store_url(store)
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
@@ -133,6 +137,7 @@ class Escrow:
         if self.config.backend == "sqlite":
             env["APPLICATION_RECORDER_TOPIC"] = get_topic(InlineSQLiteRecorder)
         self.app = EscrowApplication(env=env)
+        self.recent = RecentStreams(recent_streams)
         self.read = ReadStore.open(self.config)
         self.projector = Projector(self.app, self.read, catalog.read_models())
         self.projector.catch_up()
@@ -163,7 +168,9 @@ class Escrow:
             raise ValidationError(f"not a command: {type(command).__name__}")
         system = isinstance(command, SystemCommand)
         for attempt in range(MAX_ATTEMPTS):
-            unit = Unit(self.app, now, self.policy, self.agents, system=system, attempt=attempt)
+            unit = Unit(
+                self.app, self.recent, now, self.policy, self.agents, system=system, attempt=attempt
+            )
             receipt_ref = command.command_id
             if receipt_ref is not None:
                 earlier = unit.find(Receipt, receipt_ref)
@@ -172,27 +179,34 @@ class Escrow:
             try:
                 handler(unit, command)
             except EscrowError:
-                if attempt + 1 < MAX_ATTEMPTS and unit.stale():
-                    continue  # refused on a mix of old and new states (read skew): decide again
+                moved = unit.moved() if attempt + 1 < MAX_ATTEMPTS else []
+                if moved:
+                    self.recent.forget(moved)
+                    continue  # refused on old or mixed states (read skew): decide again
                 raise
+            moved = unit.moved(unit.kept_unchanged())
+            if moved:
+                self.recent.forget(moved)
+                continue
             pending = [(a, list(a.pending_events)) for a in unit.changed]
             recorded = [self._describe(a, e) for a, events in pending for e in events]
             if receipt_ref is not None:
-                unit.add(
-                    Receipt.issue(
-                        receipt_ref,
-                        command.name,
-                        command.actor,
-                        self._print(command),
-                        [r.model_dump(mode="json") for r in recorded],
-                        now,
-                    )
+                receipt = Receipt.issue(
+                    receipt_ref,
+                    command.name,
+                    command.actor,
+                    self._print(command),
+                    [r.model_dump(mode="json") for r in recorded],
+                    now,
                 )
+                pending.append((unit.add(receipt), list(receipt.pending_events)))
             try:
                 self._save(unit)
             except IntegrityError:
+                unit.forget()
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
+            unit.keep(pending)
             return Outcome.model_construct(
                 command=command.name, command_id=receipt_ref, recorded=recorded, replayed=False
             )
@@ -273,7 +287,8 @@ class Escrow:
     def _ref_of(self, cls: type[EscrowAggregate], stream: UUID) -> str | None:
         """The caller's id of a stream the read models do not name (never expected once
         they are caught up; the stream itself is the authority)."""
-        found = Unit(self.app, self.clock.now(), self.policy, self.agents).find_id(cls, stream)
+        unit = Unit(self.app, self.recent, self.clock.now(), self.policy, self.agents)
+        found = unit.find_id(cls, stream)
         return found.ref if found else None
 
     # --- queries --------------------------------------------------------------------------
@@ -312,7 +327,7 @@ class Escrow:
     ) -> list[str]:
         """What `actor` may do now on this order or appeal: the commands the rulebook would
         accept from its current state (amount limits are checked when the command comes)."""
-        unit = Unit(self.app, self.clock.now(), self.policy, self.agents)
+        unit = Unit(self.app, self.recent, self.clock.now(), self.policy, self.agents)
         who = unit.actor(actor)
         now = self.clock.now()
         if appeal is not None:

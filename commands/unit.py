@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 
+from commands.recent import Events, RecentStreams
 from commands.streams import select_streams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
@@ -37,6 +38,7 @@ class Unit:
     def __init__(
         self,
         app: Application[UUID],
+        recent: RecentStreams,
         now: datetime,
         policy: Policy,
         agents: frozenset[str],
@@ -44,13 +46,15 @@ class Unit:
         attempt: int = 0,
     ) -> None:
         self.app = app
+        self.recent = recent
         self.now = now
         self.policy = policy
         self.agents = agents
         self.system = system
         self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
-        self._seen: dict[UUID, int] = {}  # the version each stream had when read (0: none)
+        self._events: dict[UUID, Events] = {}  # each stream's events as read
+        self._kept: set[UUID] = set()  # streams taken from the engine's recent streams
         self.changed: list[EscrowAggregate] = []
 
     def actor(self, name: str) -> Actor:
@@ -65,12 +69,13 @@ class Unit:
 
     def find_id(self, cls: type[A], key: UUID) -> A | None:
         if key not in self._loaded:
-            try:
-                self._loaded[key] = self.app.repository.get(key, projector_func=project)
-            except AggregateNotFoundError:
-                self._loaded[key] = None
-            loaded = self._loaded[key]
-            self._seen[key] = 0 if loaded is None else loaded.version
+            kept = self._recent(key)
+            if kept is not None:
+                self._kept.add(key)
+                self._take(key, kept)
+            else:
+                to_event = self.app.mapper.to_domain_event
+                self._take(key, tuple(map(to_event, self.app.recorder.select_events(key))))
         found = self._loaded[key]
         assert found is None or isinstance(found, cls)
         return found
@@ -78,27 +83,52 @@ class Unit:
     def find_all(self, cls: type[A], refs: Sequence[str]) -> list[A | None]:
         """`find` for several refs, read in one query."""
         keys = [stream_id(cls.KIND, ref) for ref in refs]
-        missing = [k for k in dict.fromkeys(keys) if k not in self._loaded]
+        missing = [
+            k for k in dict.fromkeys(keys) if k not in self._loaded and self._recent(k) is None
+        ]
         if len(missing) > 1:
             stored = select_streams(self.app.recorder, missing)
             to_event = self.app.mapper.to_domain_event
             for key in missing:
-                events = stored.get(key)
-                found = project(None, map(to_event, events)) if events else None
-                self._loaded[key] = found
-                self._seen[key] = 0 if found is None else found.version
+                self._take(key, tuple(map(to_event, stored.get(key, ()))))
         return [self.find_id(cls, key) for key in keys]
 
-    def stale(self) -> bool:
-        """Whether a stream this attempt read has moved since. Streams are read one by one,
-        so a racing command may commit between two reads: a refusal decided on such a mix
-        (an appeal still open, its order already closed) may be one that no serial order
-        of the two commands gives, so the engine decides again instead of refusing."""
-        for key, version in self._seen.items():
+    def _recent(self, key: UUID) -> Events | None:
+        """A kept stream, on a command's first attempt only: a retry reads everything fresh."""
+        return self.recent.get(key) if self.attempt == 0 else None
+
+    def _take(self, key: UUID, events: Events) -> None:
+        self._events[key] = events
+        self._loaded[key] = project(None, events) if events else None
+
+    def moved(self, keys: Iterable[UUID] | None = None) -> list[UUID]:
+        """The streams read by this attempt (or `keys` of them) that have moved since.
+
+        Streams are read one by one, so a racing command may commit between two reads: a
+        refusal decided on such a mix (an appeal still open, its order already closed) may be
+        one that no serial order of the two commands gives, so the engine decides again
+        instead of refusing. A stream taken from memory may be older still."""
+        moved = []
+        for key in self._events if keys is None else keys:
             last = self.app.recorder.select_events(key, desc=True, limit=1)
-            if (last[0].originator_version if last else 0) != version:
-                return True
-        return False
+            if (last[0].originator_version if last else 0) != len(self._events[key]):
+                moved.append(key)
+        return moved
+
+    def kept_unchanged(self) -> list[UUID]:
+        """Streams taken from memory that this command only read: their save cannot tell
+        whether they moved, so they are checked before it."""
+        changed = {a.id for a in self.changed}
+        return [key for key in self._kept if key not in changed]
+
+    def keep(self, saved: Iterable[tuple[EscrowAggregate, Sequence[Any]]]) -> None:
+        """Remember the saved streams with their new events, for the next command."""
+        for aggregate, new in saved:
+            self.recent.keep(aggregate.id, (*self._events.get(aggregate.id, ()), *new))
+
+    def forget(self) -> None:
+        """Drop every stream this attempt read or wrote from memory (its save clashed)."""
+        self.recent.forget([*self._events, *(a.id for a in self.changed)])
 
     def get(self, cls: type[A], ref: str) -> A:
         found = self.find(cls, ref)

@@ -99,8 +99,8 @@ class Rulebook:
         return list(self.machine.states)
 
     def decide(self, trigger: str, state: str, situation: Any) -> Decision:
-        state = str(state)
         """The destination of `trigger` from `state`, or the refusal that wins by precedence."""
+        state = str(state)
         failed: list[Guard] = []
         event = self.machine.events.get(trigger)
         if event is not None:
