@@ -7,6 +7,7 @@ significant digits of Python's default context, and a ledger never rounds.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Context, Decimal, Inexact
@@ -26,6 +27,7 @@ SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
 
 TOTALS = ("asset", "in_escrow", "released", "returned")
 LINES = ("stream", "version", "order_ref", "asset", "movement", "amount", "at")
+_line_key = operator.itemgetter(0, 1)
 LINE_TYPES = ("text", "bigint", "text", "text", "text", "numeric", "text")
 
 
@@ -68,12 +70,16 @@ class Ledger(ReadModel):
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         created = Order.Created
         orders, totals = self.orders, self.totals
+        new = {s for s, e in items if type(e) is created}  # their lines come from this batch
         self._load_orders(
             cur,
             [
                 s
                 for s, e in items
-                if type(e) is not created and e.state in SETTLED and s not in orders
+                if s not in new
+                and s not in orders
+                and type(e) is not created
+                and e.state in SETTLED
             ],
         )
         totals.load(
@@ -95,10 +101,12 @@ class Ledger(ReadModel):
                     known[3] = True
                     self._move(totals, lines, stream, event, known, SETTLED[event.state])
         if lines:
+            lines.sort(key=_line_key)
             cur.insert_rows("escrow_ledger_lines", LINES, LINE_TYPES, lines)
         totals.flush(cur)
-        if len(orders) > HELD:
-            self.forget()
+        if len(orders) > HELD:  # hold the orders in flight: those this batch moved
+            recent = list(dict.fromkeys(s for s, _ in items))[-HELD:]
+            self.orders = {s: orders[s] for s in recent if s in orders}
 
     def _load_orders(self, cur: Cursor, streams: list[str]) -> None:
         found = cur.select_in(

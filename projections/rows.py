@@ -91,6 +91,7 @@ class Rows:
         self._key_types = tuple(self.pg_types[self.columns.index(c)] for c in self.key)
         self._values = operator.itemgetter(*self.columns)
         self._key_at = tuple(self.columns.index(c) for c in self.key)
+        self._key_of = operator.itemgetter(*self._key_at)
         self._rows: dict[Any, Row | None] = {}
         # The values each held row has in the table, to write back only the columns that
         # changed: an UPDATE of a few columns leaves the indexes on the others alone (SQLite
@@ -175,6 +176,7 @@ class Rows:
         if gone:
             cur.delete_rows(self.table, self.key, self._key_types, gone)
         if new:
+            new.sort(key=self._key_of)
             cur.insert_rows(self.table, self.columns, self.pg_types, new)
         if unknown:
             cur.insert_rows(self.table, self.columns, self.pg_types, unknown, conflict=self.key)
@@ -195,9 +197,17 @@ class Rows:
             else:
                 absent.discard(k)
                 stored[k] = values(row)
-        self._dirty.clear()
         if len(rows) > HELD:
-            self.forget()
+            self._keep(list(self._dirty)[-HELD:])
+        self._dirty.clear()
+
+    def _keep(self, keys: list[Any]) -> None:
+        """Hold only `keys` (the rows just written: the streams in flight, which the next
+        batch continues); dropping every row instead would make it select them all again."""
+        rows, stored, absent = self._rows, self._stored, self._absent
+        self._rows = {k: rows[k] for k in keys}
+        self._stored = {k: stored[k] for k in keys if k in stored}
+        self._absent = {k for k in keys if k in absent}
 
     def forget(self) -> None:
         """Drop every held row: the next batch reads the table again."""
