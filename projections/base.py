@@ -259,7 +259,9 @@ class Projector:
         with self._lock:
             while stop is None or not stop():
                 try:
-                    with self.store.transaction() as cur:
+                    # Pipelined: the server writes one model's rows while this process
+                    # decodes the next page; only selects wait for their replies.
+                    with self.store.pipelined() as cur:
                         positions = self.positions(cur)
                         start = min(positions.values())
                         level = max(positions.values()) == start
