@@ -179,34 +179,30 @@ class Escrow:
             try:
                 handler(unit, command)
             except EscrowError:
-                moved = unit.moved() if attempt + 1 < MAX_ATTEMPTS else []
-                if moved:
-                    self.recent.forget(moved)
+                if attempt + 1 < MAX_ATTEMPTS and unit.moved():
                     continue  # refused on old or mixed states (read skew): decide again
                 raise
-            moved = unit.moved(unit.kept_unchanged())
-            if moved:
-                self.recent.forget(moved)
+            if unit.moved(unit.kept_unchanged()):
                 continue
             pending = [(a, list(a.pending_events)) for a in unit.changed]
             recorded = [self._describe(a, e) for a, events in pending for e in events]
             if receipt_ref is not None:
-                receipt = Receipt.issue(
-                    receipt_ref,
-                    command.name,
-                    command.actor,
-                    self._print(command),
-                    [r.model_dump(mode="json") for r in recorded],
-                    now,
+                unit.add(
+                    Receipt.issue(
+                        receipt_ref,
+                        command.name,
+                        command.actor,
+                        self._print(command),
+                        [r.model_dump(mode="json") for r in recorded],
+                        now,
+                    )
                 )
-                pending.append((unit.add(receipt), list(receipt.pending_events)))
             try:
                 self._save(unit)
             except IntegrityError:
-                unit.forget()
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
-            unit.keep(pending)
+            unit.keep()
             return Outcome.model_construct(
                 command=command.name, command_id=receipt_ref, recorded=recorded, replayed=False
             )

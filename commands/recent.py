@@ -1,25 +1,23 @@
-"""The events of the streams this engine wrote last, kept in memory to decide the next command
+"""The aggregates this engine saved last, kept in memory to decide the next command on them
 without reading them back.
 
 A lifecycle writes the same order three times in a row; reading the stream back before each
-command was a round trip on PostgreSQL and the decoding of every event on every backend. The
-store stays the authority: a command decided on a kept stream that another process or thread
-has moved since cannot be saved (its version is taken, the save clashes and the engine decides
-again on a fresh read), a refusal is only returned once the streams it was decided on are
-checked fresh, and a stream that a command only read is checked fresh before saving (see
-`Unit.unchanged_kept`). Events are immutable, so a kept stream is shared by threads as is and
-each command projects its own aggregate from them.
+command was a round trip on PostgreSQL and the decoding and replaying of every event on every
+backend. The store stays the authority: a command decided on a kept aggregate that another
+process or thread has moved since cannot be saved (its version is taken, the save clashes and
+the engine decides again on a fresh read), a refusal is only returned once the streams it was
+decided on are checked fresh, and a stream that a command only read is checked fresh before
+saving (see `Unit.kept_unchanged`). A kept aggregate is lent to one command at a time: taken
+out while it decides, put back once saved, so threads never share one; a command that is
+refused or clashes leaves it out and the next command reads the store.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from eventsourcing.domain import DomainEventProtocol
-
-Events = tuple[DomainEventProtocol[UUID], ...]
+from escrow.recording import EscrowAggregate
 
 STREAMS = 10_000  # default bound: a few MB, far more than the orders in flight at once
 
@@ -27,27 +25,25 @@ STREAMS = 10_000  # default bound: a few MB, far more than the orders in flight 
 class RecentStreams:
     def __init__(self, size: int = STREAMS) -> None:
         self.size = size
-        self._streams: dict[UUID, Events] = {}
+        self._kept: dict[UUID, EscrowAggregate] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: UUID) -> Events | None:
-        return self._streams.get(key)
+    def holds(self, key: UUID) -> bool:
+        return key in self._kept
 
-    def keep(self, key: UUID, events: Sequence[DomainEventProtocol[UUID]]) -> None:
-        """Keep a stream's events, unless a longer version of it is kept already (a racing
+    def take(self, key: UUID) -> EscrowAggregate | None:
+        with self._lock:
+            return self._kept.pop(key, None)
+
+    def keep(self, aggregate: EscrowAggregate) -> None:
+        """Put a saved aggregate back, unless a later version of it is kept already (a racing
         thread saved after this one)."""
-        if self.size <= 0 or not events:
+        if self.size <= 0:
             return
         with self._lock:
-            kept = self._streams.get(key)
-            if kept is not None and len(kept) >= len(events):
-                return
-            self._streams.pop(key, None)  # re-inserted last: evicted last
-            self._streams[key] = tuple(events)
-            while len(self._streams) > self.size:
-                del self._streams[next(iter(self._streams))]
-
-    def forget(self, keys: Iterable[UUID]) -> None:
-        with self._lock:
-            for key in keys:
-                self._streams.pop(key, None)
+            kept = self._kept.pop(aggregate.id, None)
+            if kept is not None and kept.version > aggregate.version:
+                aggregate = kept
+            self._kept[aggregate.id] = aggregate  # (re)inserted last: evicted last
+            if len(self._kept) > self.size:
+                del self._kept[next(iter(self._kept))]

@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 
-from commands.recent import Events, RecentStreams
+from commands.recent import RecentStreams
 from commands.streams import select_streams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
@@ -53,8 +53,8 @@ class Unit:
         self.system = system
         self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
-        self._events: dict[UUID, Events] = {}  # each stream's events as read
-        self._kept: set[UUID] = set()  # streams taken from the engine's recent streams
+        self._seen: dict[UUID, int] = {}  # the version each stream had when read (0: none)
+        self._kept: set[UUID] = set()  # streams lent by the engine's recent streams
         self.changed: list[EscrowAggregate] = []
 
     def actor(self, name: str) -> Actor:
@@ -69,37 +69,39 @@ class Unit:
 
     def find_id(self, cls: type[A], key: UUID) -> A | None:
         if key not in self._loaded:
-            kept = self._recent(key)
-            if kept is not None:
+            found = self.recent.take(key) if self.attempt == 0 else None
+            if found is not None:
                 self._kept.add(key)
-                self._take(key, kept)
             else:
-                to_event = self.app.mapper.to_domain_event
-                self._take(key, tuple(map(to_event, self.app.recorder.select_events(key))))
+                try:
+                    found = self.app.repository.get(key, projector_func=project)
+                except AggregateNotFoundError:
+                    found = None
+            self._found(key, found)
         found = self._loaded[key]
         assert found is None or isinstance(found, cls)
         return found
 
     def find_all(self, cls: type[A], refs: Sequence[str]) -> list[A | None]:
-        """`find` for several refs, read in one query."""
+        """`find` for several refs, the streams not kept in memory read in one query (a
+        retry reads everything fresh)."""
         keys = [stream_id(cls.KIND, ref) for ref in refs]
         missing = [
-            k for k in dict.fromkeys(keys) if k not in self._loaded and self._recent(k) is None
+            k
+            for k in dict.fromkeys(keys)
+            if k not in self._loaded and (self.attempt > 0 or not self.recent.holds(k))
         ]
         if len(missing) > 1:
             stored = select_streams(self.app.recorder, missing)
             to_event = self.app.mapper.to_domain_event
             for key in missing:
-                self._take(key, tuple(map(to_event, stored.get(key, ()))))
+                events = stored.get(key)
+                self._found(key, project(None, map(to_event, events)) if events else None)
         return [self.find_id(cls, key) for key in keys]
 
-    def _recent(self, key: UUID) -> Events | None:
-        """A kept stream, on a command's first attempt only: a retry reads everything fresh."""
-        return self.recent.get(key) if self.attempt == 0 else None
-
-    def _take(self, key: UUID, events: Events) -> None:
-        self._events[key] = events
-        self._loaded[key] = project(None, events) if events else None
+    def _found(self, key: UUID, aggregate: EscrowAggregate | None) -> None:
+        self._loaded[key] = aggregate
+        self._seen[key] = 0 if aggregate is None else aggregate.version
 
     def moved(self, keys: Iterable[UUID] | None = None) -> list[UUID]:
         """The streams read by this attempt (or `keys` of them) that have moved since.
@@ -107,28 +109,25 @@ class Unit:
         Streams are read one by one, so a racing command may commit between two reads: a
         refusal decided on such a mix (an appeal still open, its order already closed) may be
         one that no serial order of the two commands gives, so the engine decides again
-        instead of refusing. A stream taken from memory may be older still."""
+        instead of refusing. A stream kept in memory may be older still."""
         moved = []
-        for key in self._events if keys is None else keys:
+        for key in self._seen if keys is None else keys:
             last = self.app.recorder.select_events(key, desc=True, limit=1)
-            if (last[0].originator_version if last else 0) != len(self._events[key]):
+            if (last[0].originator_version if last else 0) != self._seen[key]:
                 moved.append(key)
         return moved
 
     def kept_unchanged(self) -> list[UUID]:
-        """Streams taken from memory that this command only read: their save cannot tell
+        """Streams kept in memory that this command only read: their save cannot tell
         whether they moved, so they are checked before it."""
         changed = {a.id for a in self.changed}
         return [key for key in self._kept if key not in changed]
 
-    def keep(self, saved: Iterable[tuple[EscrowAggregate, Sequence[Any]]]) -> None:
-        """Remember the saved streams with their new events, for the next command."""
-        for aggregate, new in saved:
-            self.recent.keep(aggregate.id, (*self._events.get(aggregate.id, ()), *new))
-
-    def forget(self) -> None:
-        """Drop every stream this attempt read or wrote from memory (its save clashed)."""
-        self.recent.forget([*self._events, *(a.id for a in self.changed)])
+    def keep(self) -> None:
+        """Lend every aggregate of this saved command to the next one (commands.recent)."""
+        for aggregate in self._loaded.values():
+            if aggregate is not None and not aggregate.pending_events:
+                self.recent.keep(aggregate)
 
     def get(self, cls: type[A], ref: str) -> A:
         found = self.find(cls, ref)
