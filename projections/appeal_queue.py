@@ -67,6 +67,7 @@ def waiting(state: str, refund_state: str | None) -> tuple[str, str]:
 
 class AppealQueue(ReadModel):
     name = "appeal_queue"
+    cost = 2
     tables = ("escrow_appeal_queue",)
     reads = (Appeal.Opened, Appeal.Event)
 

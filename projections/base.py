@@ -48,6 +48,9 @@ class ReadModel(ABC):
     tables: tuple[str, ...]
     # The event classes the model reads (subclasses included); others never reach `project`.
     reads: tuple[type, ...] = ()
+    # Its share of a replay's time (µs per event of a large log): a parallel rebuild
+    # balances its processes on it.
+    cost: int = 1
 
     @abstractmethod
     def ddl(self, store: ReadStore) -> list[str]:
@@ -370,23 +373,46 @@ class Projector:
     def rebuild(
         self, names: Sequence[str] = (), progress: Callable[[int], None] | None = None
     ) -> int:
-        """Drop the named read models (all by default) and replay them from the first event."""
+        """Drop the named read models (all by default) and replay them from the first event;
+        a long log is replayed by several processes at once (`projections.parallel`)."""
         unknown = set(names) - set(self.names)
         if unknown:
             raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
         chosen = [m for m in self.models if not names or m.name in names]
+        from projections import parallel  # it runs projectors of its own: imports this module
+
+        if not parallel.worth_it(self, chosen):
+            return self.replay(chosen, progress)
+        with self._lock:
+            self._forget()
+            return parallel.rebuild(self, chosen, progress)
+
+    def replay(
+        self,
+        chosen: Sequence[ReadModel],
+        progress: Callable[[int], None] | None = None,
+        index: bool = True,
+    ) -> int:
+        """Empty the tables of `chosen`, replay the log into them, then create their indexes
+        (unless not `index`: a parallel rebuild's scratch copies need none)."""
         with self._lock, self.store.transaction() as cur:
             self._forget()
             self.positions(cur)  # wait for (and block) any other projector of these models
             for model in chosen:
-                for table in reversed(model.tables):
-                    cur.execute(f"DROP TABLE IF EXISTS {table}")
-                for statement in model.ddl(self.store):
-                    cur.execute(statement)
+                recreate(cur, self.store, model)
                 cur.execute("UPDATE escrow_tracking SET position = 0 WHERE name = ?", [model.name])
         done = self.catch_up(progress, pages=REBUILD_PAGES)
-        with self._lock, self.store.transaction() as cur:
-            for model in chosen:
-                for statement in model.indexes(self.store):
-                    cur.execute(statement)
+        if index:
+            with self._lock, self.store.transaction() as cur:
+                for model in chosen:
+                    for statement in model.indexes(self.store):
+                        cur.execute(statement)
         return done
+
+
+def recreate(cur: Cursor, store: ReadStore, model: ReadModel) -> None:
+    """Drop the model's tables and create them empty, without their indexes."""
+    for table in reversed(model.tables):
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+    for statement in model.ddl(store):
+        cur.execute(statement)

@@ -92,6 +92,7 @@ HANDLERS: Handlers[Handler] = Handlers(
 
 class Deadlines(ReadModel):
     name = "deadlines"
+    cost = 3
     tables = ("escrow_deadlines",)
     reads = (
         Order.Created,

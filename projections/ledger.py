@@ -33,6 +33,7 @@ LINE_TYPES = ("text", "bigint", "text", "text", "text", "numeric", "text")
 
 class Ledger(ReadModel):
     name = "ledger"
+    cost = 9
     tables = ("escrow_ledger", "escrow_ledger_lines")
     reads = (Order.Created, Order.Moved)
 

@@ -47,6 +47,7 @@ INTEGERS = ("appeals", "version")
 
 class Orders(ReadModel):
     name = "orders"
+    cost = 10
     tables = ("escrow_orders",)
     reads = (Order.Created, Order.Event)
 

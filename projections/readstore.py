@@ -156,6 +156,20 @@ class SQLiteReadStore(ReadStore):
                 raise
             cur.execute("COMMIT")
 
+    @contextmanager
+    def attached(self, paths: Sequence[str]) -> Iterator[list[str]]:
+        """Other database files, readable in this connection's transactions under the schema
+        names returned (SQLite refuses ATTACH inside a transaction)."""
+        names = [f"attached{i}" for i in range(len(paths))]
+        with self._lock:
+            for name, path in zip(names, paths, strict=True):
+                self._conn.execute(f"ATTACH DATABASE ? AS {name}", [path])
+            try:
+                yield names
+            finally:
+                for name in names:
+                    self._conn.execute(f"DETACH DATABASE {name}")
+
     def close(self) -> None:
         self._conn.close()
 

@@ -63,6 +63,7 @@ SANCTION_COLUMNS = ("stream", "sanction", "kind", "severity", "appeal", "since",
 
 class Traders(ReadModel):
     name = "traders"
+    cost = 18
     tables = ("escrow_traders", "escrow_trader_orders", "escrow_trader_sanctions")
     reads = (Order.Created, Order.Moved, Appeal.Opened, Trader.Registered, Trader.Event)
 
