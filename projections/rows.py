@@ -18,6 +18,7 @@ whenever it cannot be sure (another writer moved, a rollback, a rebuild).
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -58,16 +59,6 @@ def as_decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _changed(now: tuple[Any, ...], was: tuple[Any, ...]) -> tuple[int, ...]:
-    """Positions whose value changed; equal Decimals written differently ("1.0", "1.00") count
-    as changed, so the table's text is always what a full write would have left."""
-    return tuple(
-        i
-        for i, (a, b) in enumerate(zip(now, was, strict=True))
-        if a != b or (type(a) is Decimal and str(a) != str(b))
-    )
-
-
 class Rows:
     def __init__(
         self,
@@ -92,6 +83,8 @@ class Rows:
         self._values = operator.itemgetter(*self.columns)
         self._key_at = tuple(self.columns.index(c) for c in self.key)
         self._key_of = operator.itemgetter(*self._key_at)
+        self._positions = range(len(self.columns))
+        self._decimal_at = tuple(i for i, c in enumerate(self.columns) if c in self.decimals)
         self._rows: dict[Any, Row | None] = {}
         # The values each held row has in the table, to write back only the columns that
         # changed: an UPDATE of a few columns leaves the indexes on the others alone (SQLite
@@ -160,18 +153,21 @@ class Rows:
         new: list[tuple[Any, ...]] = []
         unknown: list[tuple[Any, ...]] = []
         changed: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        written: dict[Any, tuple[Any, ...]] = {}  # what the table holds after this flush
         for k in self._dirty:
             row = rows[k]
             if row is None:
                 if k not in absent:
                     gone.append(k if isinstance(k, tuple) else (k,))
+                    absent.add(k)
+                stored.pop(k, None)
                 continue
-            now = values(row)
+            now = written[k] = values(row)
             if k in absent:
                 new.append(now)
             elif (was := stored.get(k)) is None:
                 unknown.append(now)
-            elif columns := _changed(now, was):
+            elif columns := self._changed(now, was):
                 changed.setdefault(columns, []).append(now)
         if gone:
             cur.delete_rows(self.table, self.key, self._key_types, gone)
@@ -187,19 +183,23 @@ class Rows:
                 [self.columns[i] for i in columns],
                 self.key,
                 [self.pg_types[i] for i in at],
-                [tuple(now[i] for i in at) for now in group],
+                list(map(operator.itemgetter(*at), group)),
             )
-        for k in self._dirty:  # what the table holds now
-            row = rows[k]
-            if row is None:
-                absent.add(k)
-                stored.pop(k, None)
-            else:
-                absent.discard(k)
-                stored[k] = values(row)
+        stored.update(written)
+        absent.difference_update(written)
         if len(rows) > HELD:
             self._keep(list(self._dirty)[-HELD:])
         self._dirty.clear()
+
+    def _changed(self, now: tuple[Any, ...], was: tuple[Any, ...]) -> tuple[int, ...]:
+        """Positions whose value changed (compared in C); equal Decimals written differently
+        ("1.0", "1.00") count as changed, so the table's text is always what a full write
+        would have left."""
+        differs = list(map(operator.ne, now, was))
+        for i in self._decimal_at:
+            if not differs[i] and now[i] is not None and str(now[i]) != str(was[i]):
+                differs[i] = True
+        return tuple(itertools.compress(self._positions, differs))
 
     def _keep(self, keys: list[Any]) -> None:
         """Hold only `keys` (the rows just written: the streams in flight, which the next
