@@ -18,7 +18,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from eventsourcing.application import Application
@@ -112,20 +112,18 @@ class Inside:
         self.applied, self.last = True, last
 
 
-class Handlers(Generic[H]):
-    """Event type -> handler, resolved along the event class's MRO once per type."""
+class Handlers(dict[type, H | None]):
+    """Event type -> handler (None: the type has none), resolved along the event class's MRO
+    on a type's first lookup; later lookups are a plain dict's (`handlers[type(event)]`)."""
 
     def __init__(self, table: dict[type, H]) -> None:
+        super().__init__()
         self._table = table
-        self._cache: dict[type, H | None] = {}
 
-    def get(self, event_type: type) -> H | None:
-        try:
-            return self._cache[event_type]
-        except KeyError:
-            found = next((self._table[c] for c in event_type.__mro__ if c in self._table), None)
-            self._cache[event_type] = found
-            return found
+    def __missing__(self, event_type: type) -> H | None:
+        found = next((self._table[c] for c in event_type.__mro__ if c in self._table), None)
+        self[event_type] = found
+        return found
 
 
 class Projector:

@@ -127,9 +127,9 @@ class Deadlines(ReadModel):
 
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         rows = self.rows
-        get = HANDLERS.get
+        handlers = HANDLERS
         for stream, event in items:
-            handler = get(type(event))
+            handler = handlers[type(event)]
             if handler is not None:
                 handler(rows, stream, event)
         rows.flush(cur)

@@ -137,7 +137,7 @@ class Ledger(ReadModel):
             [stream, event.originator_version, ref, asset, movement, amount, stamp(event.timestamp)]
         )
         zero = Decimal(0)
-        row = totals.get(asset) if totals.known(asset) else None
+        row = totals.get(asset)
         if row is None:
             row = {"asset": asset, "in_escrow": zero, "released": zero, "returned": zero}
         if movement == "locked":

@@ -83,7 +83,7 @@ class Orders(ReadModel):
         created = Order.Created
         new = {s for s, e in items if type(e) is created}
         rows.load(cur, [s for s, _ in items if s not in new])
-        get = HANDLERS.get
+        handlers = HANDLERS
         for stream, event in items:
             if type(event) is created:
                 rows.insert(stream, _created(stream, event))
@@ -91,7 +91,7 @@ class Orders(ReadModel):
             row = rows.get(stream)
             if row is None:  # an order whose start this model never saw: nothing to change
                 continue
-            handler = get(type(event))
+            handler = handlers[type(event)]
             if handler is not None:
                 handler(row, event)
             row["version"] = event.originator_version

@@ -126,9 +126,6 @@ class Rows:
         """The row as the batch has it so far (load the keys a batch reads first)."""
         return self._rows.get(key)
 
-    def known(self, key: Any) -> bool:
-        return key in self._rows
-
     def put(self, key: Any, row: Row) -> None:
         self._rows[key] = row
         self._dirty[key] = None

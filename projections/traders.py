@@ -107,9 +107,9 @@ class Traders(ReadModel):
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         batch = self.batch
         batch.load(cur, items)
-        get = HANDLERS.get
+        handlers = HANDLERS
         for stream, event in items:
-            handler = get(type(event))
+            handler = handlers[type(event)]
             if handler is not None:
                 handler(batch, stream, event)
         for rows in (batch.orders, batch.traders, batch.sanctions):
@@ -135,15 +135,13 @@ class _Batch:
                 names.add(e.opener)
             elif kind is registered:
                 names.add(e.ref)
-            elif stream not in new and self.orders.known(stream):
-                row = self.orders.get(stream)
-                if row is not None:
-                    names.add(row["seller"])
-                    names.add(row["buyer"])
+            elif stream not in new and (row := self.orders.get(stream)) is not None:
+                names.add(row["seller"])
+                names.add(row["buyer"])
         self.traders.load(cur, names)
 
     def trader(self, name: str) -> dict[str, Any]:
-        row = self.traders.get(name) if self.traders.known(name) else None
+        row = self.traders.get(name)
         if row is None:
             row = {"trader": name, "stream": str(stream_id(Trader.KIND, name))}
             row.update(dict.fromkeys(COUNTERS, 0))
@@ -169,7 +167,7 @@ def _order_created(b: _Batch, stream: str, e: Any) -> None:
 
 
 def _order_moved(b: _Batch, stream: str, e: Any) -> None:
-    row = b.orders.get(stream) if b.orders.known(stream) else None
+    row = b.orders.get(stream)
     if row is None:
         return
     at = e.timestamp
