@@ -54,7 +54,7 @@ class Unit:
         self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
         self._seen: dict[UUID, int] = {}  # the version each stream had when read (0: none)
-        self._kept: set[UUID] = set()  # streams lent by the engine's recent streams
+        self._kept: dict[UUID, EscrowAggregate] = {}  # lent by the engine's recent streams
         self.changed: list[EscrowAggregate] = []
 
     def actor(self, name: str) -> Actor:
@@ -71,7 +71,7 @@ class Unit:
         if key not in self._loaded:
             found = self.recent.take(key) if self.attempt == 0 else None
             if found is not None:
-                self._kept.add(key)
+                self._kept[key] = found
             else:
                 try:
                     found = self.app.repository.get(key, projector_func=project)
@@ -120,14 +120,13 @@ class Unit:
     def kept_unchanged(self) -> list[UUID]:
         """Streams kept in memory that this command only read: their save cannot tell
         whether they moved, so they are checked before it."""
-        changed = {a.id for a in self.changed}
-        return [key for key in self._kept if key not in changed]
+        return [key for key, kept in self._kept.items() if not kept.pending_events]
 
     def keep(self) -> None:
-        """Lend every aggregate of this saved command to the next one (commands.recent)."""
-        for aggregate in self._loaded.values():
-            if aggregate is not None and not aggregate.pending_events:
-                self.recent.keep(aggregate)
+        """Lend the aggregates this command saved to the next one (commands.recent). Streams
+        it only read are left out: checking one fresh costs what reading it does."""
+        for aggregate in self.changed:
+            self.recent.keep(aggregate)
 
     def get(self, cls: type[A], ref: str) -> A:
         found = self.find(cls, ref)

@@ -6,11 +6,19 @@ nothing."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
 from commands.api import Escrow
+from escrow.clock import ManualClock
+from escrow.errors import EscrowError
+from tests.conftest import AGENTS, START
 from tests.helpers import assert_order, do, event_count, order_fields, paid_order, refused
+from tests.strategies import Step, World, draw_step
+from tests.test_properties import SETTINGS, fresh_store, require_postgres
 
 
 @pytest.fixture
@@ -63,3 +71,84 @@ def test_a_sanction_lifted_by_another_engine_frees_the_trader_at_once(
     do(first, "create_order", **order_fields("o1"))
     assert event_count(first) == before + 1
     assert first.order("o1").state == "awaiting_payment"
+
+
+# --- random turns: two engines lending kept aggregates decide as one that reads fresh --------
+
+
+def _answer(engine: Escrow, step: Step) -> tuple[str, Any]:
+    """What a step did: the events recorded, the refusal's code, or the deadlines fired."""
+    if step.name == "wait":
+        return "fired", [_events(o.recorded) for o in engine.tick()]
+    name, fields = step.name, dict(step.fields)
+    if name == "resend":
+        sent = step.fields["sent"]
+        name, fields = sent.name, dict(sent.fields)
+    try:
+        outcome = engine.run(name, fields)
+    except EscrowError as refusal:
+        return "refused", refusal.code
+    return "recorded", _events(outcome.recorded)
+
+
+def _events(recorded: list[Any]) -> list[tuple[str, str, int, str, str | None]]:
+    return [(r.stream, r.ref, r.version, r.event, r.rule) for r in recorded]
+
+
+def _learn(world: World, engine: Escrow, answer: tuple[str, Any]) -> None:
+    """Keep the generator's view of the orders, appeals and traders current."""
+    kind, what = answer
+    batches = what if kind == "fired" else [what] if kind == "recorded" else []
+    for stream, ref, *_ in (event for batch in batches for event in batch):
+        if stream == "order":
+            world.orders[ref] = engine.order(ref)
+        elif stream == "appeal":
+            world.appeals[ref] = engine.appeal(ref)
+        elif stream == "trader":
+            world.traders[ref] = engine.trader(ref)
+
+
+def play_turns(backend: str, data: st.DataObject) -> None:
+    """Every step runs on one of two engines sharing a store, picked at random, and on an
+    engine of its own that keeps nothing: each must do exactly what the latter does."""
+    with fresh_store(backend) as shared, fresh_store(backend) as alone:
+        clock = ManualClock(START)
+        turns = [Escrow(shared, clock=clock, agents=AGENTS) for _ in range(2)]
+        fresh = Escrow(alone, clock=clock, agents=AGENTS, recent_streams=0)
+        world = World()
+        try:
+            for _ in range(data.draw(st.integers(20, 60), label="steps")):
+                step = draw_step(data, world)
+                if step.name == "resend":
+                    step = Step("resend", {"sent": world.sent[step.fields["step"]]})
+                engine = turns[data.draw(st.integers(0, 1), label="engine")]
+                note(f"{turns.index(engine)}: {step}")
+                if step.wait is not None:
+                    clock.advance(step.wait)
+                expected = _answer(fresh, step)
+                assert _answer(engine, step) == expected
+                if expected[0] == "recorded" and "command_id" in step.fields:
+                    world.sent.append(step)
+                _learn(world, fresh, expected)
+        finally:
+            for engine in (*turns, fresh):
+                engine.close()
+
+
+@settings(SETTINGS, max_examples=25)
+@given(data=st.data())
+def test_two_engines_taking_random_turns_decide_as_one_reading_fresh_on_sqlite(
+    data: st.DataObject,
+) -> None:
+    play_turns("sqlite", data)
+
+
+@settings(SETTINGS, max_examples=10)
+@given(data=st.data())
+def _postgres_turns(data: st.DataObject) -> None:
+    play_turns("postgresql", data)
+
+
+def test_two_engines_taking_random_turns_decide_as_one_reading_fresh_on_postgresql() -> None:
+    require_postgres()
+    _postgres_turns()
