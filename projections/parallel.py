@@ -9,7 +9,9 @@ SQLite has one writer at a time per file, and a commit by one connection empties
 cache of every other one; so each process replays into a scratch file of its own, and this
 process then copies the tables into the store in one transaction (in key order: each b-tree
 is built by appending), creates the indexes and sets the positions the processes reached.
-Until that commit the store keeps its old tables. PostgreSQL takes concurrent writers to
+Until that commit the store keeps its old tables. The scratch files have no journal (a crash
+only loses them), and their page caches share the memory of one (each process takes a
+part), which keeps the processes together within the 300 MB a rebuild may take. PostgreSQL takes concurrent writers to
 different tables: each process rebuilds its group in place, exactly as `Projector.replay`
 does in one process.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from projections.base import Projector, ReadModel, recreate
-from projections.readstore import PostgresReadStore, ReadStore, SQLiteReadStore
+from projections.readstore import CACHE_KB, PostgresReadStore, ReadStore, SQLiteReadStore
 
 # Events in the log from which a rebuild is parallel: starting a process (imports, connections)
 # takes about a second, which a short log does not repay.
@@ -45,6 +47,7 @@ class _Job:
     models: list[ReadModel]
     batch: int
     scratch: str | None  # SQLite: the file to replay into
+    share: int  # how many processes share the memory of one store's SQLite page cache
     conninfo: str | None  # PostgreSQL: the store itself
     schema: str | None
 
@@ -109,6 +112,7 @@ def _jobs(
             part,
             projector.batch,
             file,
+            len(parts),
             postgres.conninfo if postgres else None,
             postgres.schema if postgres else None,
         )
@@ -186,7 +190,7 @@ def child() -> None:
         job: _Job = pickle.load(sys.stdin.buffer)
         app = job.app_type(env=job.env)
         store: ReadStore = (
-            SQLiteReadStore(job.scratch)
+            SQLiteReadStore(job.scratch, CACHE_KB // job.share, scratch=True)
             if job.scratch is not None
             else PostgresReadStore(str(job.conninfo), job.schema)
         )

@@ -121,17 +121,22 @@ class SQLiteReadStore(ReadStore):
     decimal = "TEXT"
     clustered = " WITHOUT ROWID"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cache_kb: int = CACHE_KB, scratch: bool = False) -> None:
+        """`scratch`: a file no other connection opens and nothing needs after a crash (a
+        parallel rebuild's), written without a journal or syncs."""
         self.path = path
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        if path != ":memory:":
+        if scratch:
+            self._conn.execute("PRAGMA journal_mode=OFF")
+            self._conn.execute("PRAGMA synchronous=OFF")
+        elif path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         # Read-model keys are stream ids, spread at random over their b-trees: with SQLite's
         # default 2 MB page cache a large table is read from disk for almost every row.
-        self._conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+        self._conn.execute(f"PRAGMA cache_size=-{cache_kb}")
         self._lock = threading.RLock()
 
     @contextmanager
