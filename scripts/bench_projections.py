@@ -11,7 +11,9 @@ Measured, each in a child process of its own (so peak RSS is that activity's alo
 - raw: `select_notifications` in pages of `--batch` plus `mapper.to_domain_event` for every
   event (the decoded read a projector cannot avoid); also reported without decoding;
 - rebuild: `Projector.rebuild()` of every read model in the catalog (drop, replay from the
-  first event, create indexes), wall time;
+  first event, create indexes), wall time; from 50,000 events on it runs groups of models in
+  processes of their own (`projections.parallel`), so it uses every core where the raw read
+  uses one;
 - ratio = rebuild events/s ÷ raw decoded events/s (target ≥ 0.5); peak RSS of the rebuild
   child together with the processes it starts (`projections.parallel`): their summed VmRSS
   from /proc sampled every 20 ms, or the child's own VmHWM if larger (target ≤ 300 MB);
