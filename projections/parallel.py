@@ -9,6 +9,7 @@ SQLite has one writer at a time per file, and a commit by one connection empties
 cache of every other one; so each process replays into a scratch file of its own, and this
 process then copies the tables into the store in one transaction (in key order: each b-tree
 is built by appending), creates the indexes and sets the positions the processes reached.
+Scratch tables are not clustered by their key (`SQLiteReadStore`, scratch).
 Until that commit the store keeps its old tables. The scratch files have no journal (a crash
 only loses them), and their page caches share the memory of one (each process takes a
 part), which keeps the processes together within the 300 MB a rebuild may take. PostgreSQL takes concurrent writers to
@@ -31,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from projections.base import Projector, ReadModel, recreate
-from projections.readstore import CACHE_KB, PostgresReadStore, ReadStore, SQLiteReadStore
+from projections.readstore import (
+    CACHE_KB,
+    Cursor,
+    PostgresReadStore,
+    ReadStore,
+    SQLiteReadStore,
+)
 
 # Events in the log from which a rebuild is parallel: starting a process (imports, connections)
 # takes about a second, which a short log does not repay.
@@ -215,10 +222,19 @@ def _swap(
             for model in job.models:
                 recreate(cur, store, model)
                 for table in model.tables:
-                    cur.execute(f"INSERT INTO main.{table} SELECT * FROM {schema}.{table}")
+                    cur.execute(
+                        f"INSERT INTO main.{table} SELECT * FROM {schema}.{table} "
+                        f"ORDER BY {', '.join(_key(cur, table))}"
+                    )
                 for statement in model.indexes(store):
                     cur.execute(statement)
                 cur.execute(
                     "UPDATE escrow_tracking SET position = ? WHERE name = ?",
                     [done.positions[model.name], model.name],
                 )
+
+
+def _key(cur: Cursor, table: str) -> list[str]:
+    """The primary-key columns of the store's `table`, in key order."""
+    cur.execute(f"PRAGMA main.table_info({table})")
+    return [name for _, name, *_, pk in sorted(cur.fetchall(), key=lambda c: c[-1]) if pk]
