@@ -6,15 +6,14 @@ models of about equal cost (`ReadModel.cost`) are therefore replayed side by sid
 per core, each reading and decoding the whole log for its own group.
 
 SQLite has one writer at a time per file, and a commit by one connection empties the page
-cache of every other one; so each process replays into a scratch file of its own, and this
-process then copies the tables into the store in one transaction (in key order: each b-tree
-is built by appending), creates the indexes and sets the positions the processes reached.
-Scratch tables are not clustered by their key (`SQLiteReadStore`, scratch).
-Until that commit the store keeps its old tables. The scratch files have no journal (a crash
-only loses them), and their page caches share the memory of one (each process takes a
-part), which keeps the processes together within the 300 MB a rebuild may take. PostgreSQL takes concurrent writers to
-different tables: each process rebuilds its group in place, exactly as `Projector.replay`
-does in one process.
+cache of every other one; so each process replays into a scratch file of its own (without a
+journal: a crash only loses it; its tables not clustered by their random keys, see
+`SQLiteReadStore`; the processes' page caches sharing the memory of one, which keeps them
+together within the 300 MB a rebuild may take). This process then copies the tables into the
+store in one transaction, in key order (each b-tree is built by appending), creates the
+indexes and sets the positions the processes reached; until that commit the store keeps its
+old tables. PostgreSQL takes concurrent writers to different tables: each process rebuilds
+its group in place, exactly as `Projector.replay` does in one process.
 """
 
 from __future__ import annotations
@@ -217,6 +216,7 @@ def _swap(
     """Replace the store's tables by the scratch files' in one transaction."""
     scratch = [str(job.scratch) for job in jobs]
     with store.attached(scratch) as schemas, store.transaction() as cur:
+        # Unqualified names are the store's: it has every table (the Projector made them).
         projector.positions(cur)  # wait for (and block) any other projector of these models
         for schema, job, done in zip(schemas, jobs, results, strict=True):
             for model in job.models:
