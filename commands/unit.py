@@ -103,19 +103,18 @@ class Unit:
         self._loaded[key] = aggregate
         self._seen[key] = 0 if aggregate is None else aggregate.version
 
-    def moved(self, keys: Iterable[UUID] | None = None) -> list[UUID]:
-        """The streams read by this attempt (or `keys` of them) that have moved since.
+    def moved(self, keys: Iterable[UUID] | None = None) -> bool:
+        """Whether a stream read by this attempt (or one of `keys`) has moved since.
 
         Streams are read one by one, so a racing command may commit between two reads: a
         refusal decided on such a mix (an appeal still open, its order already closed) may be
         one that no serial order of the two commands gives, so the engine decides again
         instead of refusing. A stream kept in memory may be older still."""
-        moved = []
         for key in self._seen if keys is None else keys:
             last = self.app.recorder.select_events(key, desc=True, limit=1)
             if (last[0].originator_version if last else 0) != self._seen[key]:
-                moved.append(key)
-        return moved
+                return True
+        return False
 
     def kept_unchanged(self) -> list[UUID]:
         """Streams kept in memory that this command only read: their save cannot tell
