@@ -124,8 +124,9 @@ class Escrow:
         recent_streams: int = STREAMS,
     ) -> None:
         """`read_models`: "inline" or "deferred" (default: by backend, see READ_MODELS).
-        `recent_streams`: how many streams it last wrote the engine keeps in memory to decide
-        the next command on them without a read (commands.recent; 0 keeps none)."""
+        `recent_streams`: how many of the aggregates it saved last the engine keeps in memory,
+        to decide the next command on them without reading them back (commands.recent; 0
+        keeps none)."""
         self.config = parse_store_url(store)
         self.policy = policy or Policy()
         self.clock = clock or SystemClock()
@@ -283,9 +284,12 @@ class Escrow:
     def _ref_of(self, cls: type[EscrowAggregate], stream: UUID) -> str | None:
         """The caller's id of a stream the read models do not name (never expected once
         they are caught up; the stream itself is the authority)."""
-        unit = Unit(self.app, self.recent, self.clock.now(), self.policy, self.agents)
-        found = unit.find_id(cls, stream)
-        return found.ref if found else None
+        try:
+            found = self.app.repository.get(stream, projector_func=project)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, cls)
+        return found.ref
 
     # --- queries --------------------------------------------------------------------------
 
