@@ -55,9 +55,9 @@ def test_a_sanction_recorded_by_another_engine_stops_the_next_order_at_once(
     first, second = engines
     do(first, "apply_sanction", trader="alice", by="carol", kind="p2p_suspension")
     do(first, "lift_sanction", trader="alice", by="carol", kind="p2p_suspension")
-    do(first, "create_order", **order_fields("o1"))  # `first` keeps alice: free to trade
+    # `first` keeps alice's stream as it saved it: free to trade
     do(second, "apply_sanction", trader="alice", by="dave", kind="permanent_suspension")
-    refused(first, "trader_suspended", "create_order", **order_fields("o2"))
+    refused(first, "trader_suspended", "create_order", **order_fields("o1"))
 
 
 def test_a_sanction_lifted_by_another_engine_frees_the_trader_at_once(
