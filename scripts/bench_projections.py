@@ -120,10 +120,9 @@ def _raw(url: str, batch: int, decode: bool, out: Any) -> None:
 def peak_rss_kb() -> int:
     """This process's peak resident set (VmHWM). Not `ru_maxrss`: Linux carries that across
     the exec of a spawned child, so it would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return _status_kb(os.getpid(), "VmHWM") or int(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    )
 
 
 def _rebuild(url: str, batch: int, out: Any) -> None:
@@ -151,7 +150,9 @@ class TreeRss(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(0.02):
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in _tree(os.getpid())))
+            self.peak_kb = max(
+                self.peak_kb, sum(_status_kb(pid, "VmRSS") for pid in _tree(os.getpid()))
+            )
 
     def stop(self) -> None:
         self._halt.set()
@@ -166,10 +167,11 @@ def _tree(pid: int) -> list[int]:
     return [pid, *(p for child in children for p in _tree(int(child)))]
 
 
-def _rss_kb(pid: int) -> int:
+def _status_kb(pid: int, field: str) -> int:
+    """A size (kB) from /proc/PID/status; 0 if the process ended or has no such field."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass  # ended between the listing and the read
