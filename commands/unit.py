@@ -55,6 +55,7 @@ class Unit:
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
         self._seen: dict[UUID, int] = {}  # the version each stream had when read (0: none)
         self._kept: dict[UUID, EscrowAggregate] = {}  # lent by the engine's recent streams
+        self._lending = attempt == 0  # a retry reads everything fresh
         self.changed: list[EscrowAggregate] = []
 
     def actor(self, name: str) -> Actor:
@@ -69,7 +70,7 @@ class Unit:
 
     def find_id(self, cls: type[A], key: UUID) -> A | None:
         if key not in self._loaded:
-            found = self.recent.take(key) if self.attempt == 0 else None
+            found = self.recent.take(key) if self._lending else None
             if found is not None:
                 self._kept[key] = found
             else:
@@ -83,13 +84,12 @@ class Unit:
         return found
 
     def find_all(self, cls: type[A], refs: Sequence[str]) -> list[A | None]:
-        """`find` for several refs, the streams not kept in memory read in one query (a
-        retry reads everything fresh)."""
+        """`find` for several refs, the streams not kept in memory read in one query."""
         keys = [stream_id(cls.KIND, ref) for ref in refs]
         missing = [
             k
             for k in dict.fromkeys(keys)
-            if k not in self._loaded and (self.attempt > 0 or not self.recent.holds(k))
+            if k not in self._loaded and not (self._lending and self.recent.holds(k))
         ]
         if len(missing) > 1:
             stored = select_streams(self.app.recorder, missing)
