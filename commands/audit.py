@@ -28,6 +28,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder
 
 from commands.api import EscrowApplication
+from commands.log import PAGE, EventLog
 from commands.queries import AppealView, OrderView, TraderView
 from commands.store import parse_store_url
 from commands.unit import project
@@ -37,10 +38,6 @@ from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
 
-# One stored event as read from the log: notification id, stream id (UUID text), version,
-# topic, stored state (bytes, as the recorder keeps it).
-Row = tuple[int, str, int, str, bytes]
-PAGE = 2000
 KINDS: dict[str, type[EscrowAggregate]] = {"order": Order, "appeal": Appeal, "trader": Trader}
 
 # --- small helpers --------------------------------------------------------------------------
@@ -97,11 +94,6 @@ def to_json(value: Any, indent: int | None = None) -> str:
     return json.dumps(plain(value), indent=indent, ensure_ascii=False)
 
 
-def partition_of(stream: str, parts: int) -> int:
-    """Which of `parts` workers checks a stream: its last id byte, as the SQL filters do."""
-    return int(stream[-2:], 16) % parts
-
-
 # --- the history of one store ---------------------------------------------------------------
 
 
@@ -116,14 +108,13 @@ _AS_TEXT: dict[str, Callable[[str], str]] = {
 _scan: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-class History:
+class History(EventLog):
     """Read access to a store's events: pages of the log, one stream, an aggregate at a version."""
 
-    def __init__(self, app: Application[UUID], backend: str = "memory", owned: bool = False):
+    def __init__(self, app: Application[UUID], owned: bool = False):
+        super().__init__(app.recorder)
         self.app = app
-        self.backend = backend
         self._owned = owned
-        self.recorder: Any = app.recorder
         mapper = app.mapper
         self._transcoder = mapper.transcoder
         self._cipher, self._compressor = mapper.cipher, mapper.compressor
@@ -156,7 +147,7 @@ class History:
             pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
             pool.kwargs["options"] = "-c default_transaction_read_only=on"
             pool.drain()
-        return cls(app, config.backend, owned=True)
+        return cls(app, owned=True)
 
     def __enter__(self) -> History:
         return self
@@ -217,122 +208,6 @@ class History:
                 fields[key] = value.isoformat() if isinstance(value, datetime) else str(value)
         return fields
 
-    # --- the log --------------------------------------------------------------------------
-
-    def count(self) -> int:
-        if self.backend == "sqlite":
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(f"SELECT COUNT(*) FROM {self.recorder.events_table_name}")
-                return int(c.fetchone()[0])
-        if self.backend == "postgresql":
-            with self._pg_cursor() as cur:
-                cur.execute(self._pg_sql("SELECT COUNT(*) FROM {}.{}"))
-                return int(cur.fetchone()[0])
-        return int(self.recorder.max_notification_id() or 0)
-
-    def pages(
-        self, after: int = 0, size: int = PAGE, part: tuple[int, int] | None = None
-    ) -> Iterator[list[Row]]:
-        """The log in notification order, one page at a time (never all of it at once);
-        `part=(k, n)` keeps only the streams of worker k of n."""
-        if self.backend == "sqlite":
-            yield from self._sqlite_pages(after, size, part)
-        elif self.backend == "postgresql":
-            yield from self._pg_pages(after, size, part)
-        else:
-            yield from self._plain_pages(after, size, part)
-
-    def _sqlite_pages(
-        self, after: int, size: int, part: tuple[int, int] | None
-    ) -> Iterator[list[Row]]:
-        where = "rowid > ?"
-        extra: list[int] = []
-        if part is not None:
-            digit = "(instr('0123456789abcdef', substr(originator_id, {}, 1)) - 1)"
-            where += f" AND ({digit.format(31)} * 16 + {digit.format(32)}) % ? = ?"
-            extra = [part[1], part[0]]
-        # The id is stored as 32 hex digits; dashes are put in by SQLite, and rows come back
-        # as plain tuples: reading stays in C, the per-event budget goes to checking.
-        dashed = "||'-'||".join(
-            f"substr(originator_id, {a}, {n})"
-            for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
-        )
-        sql = (
-            f"SELECT rowid, CASE WHEN length(originator_id) = 32 THEN {dashed} "
-            "ELSE originator_id END, originator_version, topic, state "
-            f"FROM {self.recorder.events_table_name} WHERE {where} ORDER BY rowid LIMIT ?"
-        )
-        while True:
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.sqlite_cursor.row_factory = None
-                c.execute(sql, [after, *extra, size])
-                rows: list[Row] = c.fetchall()
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
-
-    def _pg_sql(self, text: str) -> Any:
-        from psycopg.sql import SQL, Identifier
-
-        return SQL(text).format(
-            Identifier(self.recorder.datastore.schema), Identifier(self.recorder.events_table_name)
-        )
-
-    def _pg_cursor(self) -> Any:
-        from contextlib import contextmanager
-
-        from psycopg.rows import tuple_row
-
-        @contextmanager
-        def cursor() -> Iterator[Any]:
-            with (
-                self.recorder.datastore.get_connection() as conn,
-                conn.cursor(row_factory=tuple_row) as cur,
-            ):
-                yield cur
-
-        return cursor()
-
-    def _pg_pages(self, after: int, size: int, part: tuple[int, int] | None) -> Iterator[list[Row]]:
-        where = "notification_id > %s"
-        extra: list[int] = []
-        if part is not None:
-            where += " AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
-            extra = [part[1], part[0]]
-        sql = self._pg_sql(
-            "SELECT notification_id, originator_id::text, originator_version, topic, state "
-            f"FROM {{}}.{{}} WHERE {where} ORDER BY notification_id LIMIT %s"
-        )
-        while True:
-            with self._pg_cursor() as cur:
-                cur.execute(sql, [after, *extra, size], binary=True)
-                rows = cur.fetchall()
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
-
-    def _plain_pages(
-        self, after: int, size: int, part: tuple[int, int] | None
-    ) -> Iterator[list[Row]]:
-        while True:
-            found = self.recorder.select_notifications(after, size, inclusive_of_start=False)
-            if not found:
-                return
-            rows = [
-                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found
-            ]
-            if part is not None:
-                rows = [r for r in rows if partition_of(r[1], part[1]) == part[0]]
-            if rows:
-                yield rows
-            after = found[-1].id
-
-    def rows(self, **kw: Any) -> Iterator[Row]:
-        for page in self.pages(**kw):
-            yield from page
-
     # --- one stream -----------------------------------------------------------------------
 
     def stream(self, key: UUID) -> list[tuple[int, str, dict[str, Any]]]:
@@ -362,7 +237,7 @@ class History:
                 )
                 return [(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
         rows = []  # in memory: the log is small, and only it knows the notification ids
-        for page in self._plain_pages(0, PAGE, None):
+        for page in self._plain_pages(0, PAGE, None, None):
             rows += [(r[0], r[2], r[3], r[4]) for r in page if r[1] == str(key)]
         return sorted(rows, key=lambda r: r[1])
 

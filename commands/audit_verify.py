@@ -24,7 +24,8 @@ from decimal import Context, Decimal
 from typing import Any
 from uuid import UUID
 
-from commands.audit import History, Row, kind_of, partition_of, plain, seal_digest
+from commands.audit import History, kind_of, plain, seal_digest
+from commands.log import Row, partition_of
 from escrow.appeal import Appeal
 from escrow.order import Order
 from escrow.recording import stored_digest

@@ -1,0 +1,317 @@
+"""The event log read as plain rows, and events decoded from those rows.
+
+Whole-log readers (an audit's `verify`, a read-model rebuild) each go through every event,
+often in several processes at once. The recorder's `select_notifications` followed by
+`mapper.to_domain_event` spend most of their time on objects nobody keeps: a `Notification` and
+a `UUID` parsed from text per event (which a read model prints back to text for its keys), a
+Python object hook call per JSON object. Here one statement per page returns plain tuples with
+the stream id already as UUID text, and `EventDecoder` makes from them the very event objects
+the mapper makes (`tests/test_event_log.py` compares both on every event of random histories),
+parsing the JSON with msgspec (in C, integers of any size, as `json` does) and applying the transcodings afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+from uuid import UUID, SafeUUID
+
+import msgspec
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    UUIDAsHex,
+    find_id_convertor,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import resolve_topic
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+# One stored event as read from the log: notification id, stream id (UUID text), version,
+# topic, stored state (bytes, as the recorder keeps it).
+Row = tuple[int, str, int, str, bytes]
+PAGE = 2000
+IDS_HELD = 16_384  # stream ids a decoder keeps made
+
+
+def partition_of(stream: str, parts: int) -> int:
+    """Which of `parts` workers takes a stream: its last id byte, as the SQL filters do."""
+    return int(stream[-2:], 16) % parts
+
+
+class EventLog:
+    """An application's notification log, read in pages of `Row`s."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.backend = (
+            "sqlite"
+            if isinstance(recorder, SQLiteApplicationRecorder)
+            else "postgresql"
+            if isinstance(recorder, PostgresApplicationRecorder)
+            else "memory"
+        )
+
+    def decoder(self, mapper: Mapper[Any]) -> EventDecoder:
+        """Events from this log's rows (with the application's mapper)."""
+        datastore = getattr(self.recorder, "datastore", None)
+        return EventDecoder(mapper, getattr(datastore, "originator_id_type", "uuid") == "uuid")
+
+    def count(self) -> int:
+        if self.backend == "sqlite":
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.execute(f"SELECT COUNT(*) FROM {self.recorder.events_table_name}")
+                return int(c.fetchone()[0])
+        if self.backend == "postgresql":
+            with self._pg_cursor() as cur:
+                cur.execute(self._pg_sql("SELECT COUNT(*) FROM {}.{}"))
+                return int(cur.fetchone()[0])
+        return int(self.recorder.max_notification_id() or 0)
+
+    def pages(
+        self,
+        after: int = 0,
+        size: int = PAGE,
+        part: tuple[int, int] | None = None,
+        upto: int | None = None,
+    ) -> Iterator[list[Row]]:
+        """The log in notification order, one page at a time (never all of it at once);
+        `part=(k, n)` keeps only the streams of worker k of n; `upto`: no row after that id."""
+        if self.backend == "sqlite":
+            yield from self._sqlite_pages(after, size, part, upto)
+        elif self.backend == "postgresql":
+            yield from self._pg_pages(after, size, part, upto)
+        else:
+            yield from self._plain_pages(after, size, part, upto)
+
+    def _sqlite_pages(
+        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
+    ) -> Iterator[list[Row]]:
+        where = "rowid > ?"
+        extra: list[int] = []
+        if upto is not None:
+            where += " AND rowid <= ?"
+            extra.append(upto)
+        if part is not None:
+            digit = "(instr('0123456789abcdef', substr(originator_id, {}, 1)) - 1)"
+            where += f" AND ({digit.format(31)} * 16 + {digit.format(32)}) % ? = ?"
+            extra += [part[1], part[0]]
+        # The id is stored as 32 hex digits; dashes are put in by SQLite, and rows come back
+        # as plain tuples: reading stays in C, the per-event budget goes to checking.
+        dashed = "||'-'||".join(
+            f"substr(originator_id, {a}, {n})"
+            for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+        )
+        sql = (
+            f"SELECT rowid, CASE WHEN length(originator_id) = 32 THEN {dashed} "
+            "ELSE originator_id END, originator_version, topic, state "
+            f"FROM {self.recorder.events_table_name} WHERE {where} ORDER BY rowid LIMIT ?"
+        )
+        while True:
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.sqlite_cursor.row_factory = None
+                c.execute(sql, [after, *extra, size])
+                rows: list[Row] = c.fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def _pg_sql(self, text: str) -> Any:
+        return SQL(text).format(
+            Identifier(self.recorder.datastore.schema), Identifier(self.recorder.events_table_name)
+        )
+
+    def _pg_cursor(self) -> Any:
+        @contextmanager
+        def cursor() -> Iterator[Any]:
+            with (
+                self.recorder.datastore.get_connection() as conn,
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                yield cur
+
+        return cursor()
+
+    def _pg_pages(
+        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
+    ) -> Iterator[list[Row]]:
+        where = "notification_id > %s"
+        extra: list[int] = []
+        if upto is not None:
+            where += " AND notification_id <= %s"
+            extra.append(upto)
+        if part is not None:
+            where += " AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
+            extra += [part[1], part[0]]
+        sql = self._pg_sql(
+            "SELECT notification_id, originator_id::text, originator_version, topic, state "
+            f"FROM {{}}.{{}} WHERE {where} ORDER BY notification_id LIMIT %s"
+        )
+        while True:
+            with self._pg_cursor() as cur:
+                cur.execute(sql, [after, *extra, size], binary=True)
+                rows = cur.fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def _plain_pages(
+        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
+    ) -> Iterator[list[Row]]:
+        while True:
+            found = self.recorder.select_notifications(
+                after, size, stop=upto, inclusive_of_start=False
+            )
+            if not found:
+                return
+            rows = [
+                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found
+            ]
+            if part is not None:
+                rows = [r for r in rows if partition_of(r[1], part[1]) == part[0]]
+            if rows:
+                yield rows
+            after = found[-1].id
+
+    def rows(self, **kw: Any) -> Iterator[Row]:
+        for page in self.pages(**kw):
+            yield from page
+
+
+_loads = msgspec.json.Decoder().decode
+
+# The library's own transcodings, by the C callables their `decode` methods call.
+_BUILT_IN: dict[type, Callable[[Any], Any]] = {
+    DecimalAsStr: Decimal,
+    DatetimeAsISO: datetime.fromisoformat,
+    UUIDAsHex: UUID,
+}
+
+
+_UNKNOWN = SafeUUID.unknown  # an enum member read from its class costs a descriptor call
+
+
+def _uuid(text: str) -> UUID:
+    """`UUID(text)` for the canonical text the log's pages give: what `UUID.__init__` ends
+    with, without its parsing of every other spelling (a third of the cost)."""
+    made = object.__new__(UUID)
+    object.__setattr__(made, "int", int(text.replace("-", ""), 16))
+    object.__setattr__(made, "is_safe", _UNKNOWN)
+    return made
+
+
+class EventDecoder:
+    """`mapper.to_domain_event` for rows of the log: the same event objects, made faster.
+
+    With the library's JSON transcoder and neither cipher nor compressor, the state is parsed
+    by msgspec and each transcoded value (`{"_type_": name, "_data_": data}`) is revived
+    afterwards, innermost first, exactly where the transcoder's object hook would have revived
+    it. Anything else (another transcoder, a cipher or compressor, JSON msgspec refuses (NaN, infinities), an
+    unknown transcoding) goes through the mapper itself, which decides or raises its own
+    error."""
+
+    def __init__(self, mapper: Mapper[Any], uuid_ids: bool = True) -> None:
+        self._mapper = mapper
+        self._uuid_ids = uuid_ids
+        transcoder = mapper.transcoder
+        self._fast = (
+            type(transcoder) is JSONTranscoder and not mapper.cipher and not mapper.compressor
+        )
+        self._revivers: dict[str, Callable[[Any], Any]] = (
+            {name: _BUILT_IN.get(type(t), t.decode) for name, t in transcoder.names.items()}
+            if isinstance(transcoder, JSONTranscoder)
+            else {}
+        )
+        self._id_type: type = UUID if uuid_ids else str
+        # topic -> (event class, its id convertor, its class version)
+        self._classes: dict[str, tuple[Any, Callable[[Any], Any], int]] = {}
+        self._wrapped: dict[str, tuple[str, ...]] = {}  # topic -> keys of transcoded values
+        self._ids: dict[str, UUID] = {}
+
+    def __call__(self, row: Row) -> Any:
+        _, stream, version, topic, state = row
+        originator_id: UUID | str = stream
+        if self._uuid_ids:
+            # A stream's events come close together in the log: its id is made once.
+            found = self._ids.get(stream)
+            if found is None:
+                if len(self._ids) >= IDS_HELD:
+                    self._ids.clear()
+                found = self._ids[stream] = _uuid(stream)
+            originator_id = found
+        if self._fast:
+            try:
+                fields = self._fields(topic, state)
+            except Exception:
+                fields = None
+            if type(fields) is dict:
+                return self._event(topic, originator_id, version, fields)
+        return self._mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
+
+    def _fields(self, topic: str, state: bytes) -> Any:
+        """The decoded state. An event's transcoded values are top-level values of the same
+        keys for every event of a topic: those keys are remembered per topic and revived
+        directly, as long as they account for every `"_type_":` in the stored bytes (inside a
+        JSON string those quotes would be escaped). Any other shape is revived in full."""
+        fields = _loads(state)
+        expected = state.count(b'"_type_":')
+        revivers = self._revivers
+        found = 0
+        for key in self._wrapped.get(topic, ()):
+            value = fields[key]
+            if type(value) is dict and len(value) == 2:
+                fields[key] = revivers[value["_type_"]](value["_data_"])
+                found += 1
+        if found == expected:
+            return fields
+        fields = _loads(state)
+        self._wrapped[topic] = tuple(
+            key
+            for key, value in fields.items()
+            if type(value) is dict and len(value) == 2 and "_type_" in value and "_data_" in value
+        )
+        return self._revive(fields)
+
+    def _revive(self, value: Any) -> Any:
+        """What the transcoder's object hook makes of a decoded JSON value: every JSON
+        object, innermost first, that holds just `_type_` and `_data_` becomes the value."""
+        if type(value) is dict:
+            for key, item in value.items():
+                if type(item) is dict or type(item) is list:
+                    value[key] = self._revive(item)
+            if len(value) == 2 and "_type_" in value and "_data_" in value:
+                return self._revivers[value["_type_"]](value["_data_"])
+            return value
+        if type(value) is list:
+            for i, item in enumerate(value):
+                if type(item) is dict or type(item) is list:
+                    value[i] = self._revive(item)
+        return value
+
+    def _event(self, topic: str, originator_id: Any, version: int, fields: dict[str, Any]) -> Any:
+        """The end of `Mapper.to_domain_event`, from its decoded state on."""
+        known = self._classes.get(topic)
+        if known is None:
+            cls = resolve_topic(topic)
+            convert = find_id_convertor(cls, cast("Hashable", self._id_type))
+            known = self._classes[topic] = (cls, convert, getattr(cls, "class_version", 1))
+        cls, convert, class_version = known
+        fields["originator_id"] = convert(originator_id)
+        fields["originator_version"] = version
+        from_version = fields.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(fields)
+            from_version += 1
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", fields)
+        return event
