@@ -67,7 +67,6 @@ def waiting(state: str, refund_state: str | None) -> tuple[str, str]:
 
 class AppealQueue(ReadModel):
     name = "appeal_queue"
-    cost = 2
     tables = ("escrow_appeal_queue",)
     reads = (Appeal.Opened, Appeal.Event)
 
@@ -122,7 +121,6 @@ class AppealQueue(ReadModel):
                 rows.insert(stream, row)
             else:
                 rows.put(stream, row)
-        rows.flush(cur)
 
 
 def _opened(stream: str, e: Any) -> dict[str, Any]:

@@ -18,14 +18,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
 
+from commands.log import EventLog, Row
 from projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
 from projections.rows import Rows
 
@@ -33,7 +34,7 @@ H = TypeVar("H")
 SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
 # Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit
 # writes back most pages of every table; fewer, larger commits write them back less often.
-REBUILD_PAGES = 10
+REBUILD_PAGES = 4
 
 TRACKING_DDL = (
     "CREATE TABLE IF NOT EXISTS escrow_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
@@ -48,9 +49,6 @@ class ReadModel(ABC):
     tables: tuple[str, ...]
     # The event classes the model reads (subclasses included); others never reach `project`.
     reads: tuple[type, ...] = ()
-    # Its share of a replay's time (µs per event of a large log): a parallel rebuild
-    # balances its processes on it.
-    cost: int = 1
 
     @abstractmethod
     def ddl(self, store: ReadStore) -> list[str]:
@@ -63,7 +61,14 @@ class ReadModel(ABC):
 
     @abstractmethod
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        """Apply events in log order inside the caller's transaction."""
+        """Apply events in log order inside the caller's transaction (to held rows, which
+        `flush` writes)."""
+
+    def flush(self, cur: Cursor) -> None:
+        """Write what `project` changed, once per transaction: a row that several batches of
+        one transaction change (a trader's counters) is written once, not once a batch."""
+        for rows in self.held():
+            rows.flush(cur)
 
     def forget(self) -> None:
         """Drop what the model holds between batches (`projections.rows`): its tables may
@@ -101,7 +106,8 @@ class Inside:
         try:
             p._trust(behind)
             cur = SQLiteCursor(cursor)
-            p._dispatch(cur, enumerate(events, start=ids[0]), dict.fromkeys(names, behind))
+            p._dispatch(cur, numbered(events, ids[0]), dict.fromkeys(names, behind))
+            p._flush(cur)
             cur.advance(names, behind, last)
         except Exception:
             cursor.execute("ROLLBACK TO escrow_read_models")
@@ -126,6 +132,16 @@ class Handlers(dict[type, H | None]):
         return found
 
 
+@dataclass(frozen=True)
+class Share:
+    """A partitioned rebuild's share of the log (`projections.parallel`): the streams of
+    part `k` of `n`, up to id `upto` (below which no hole can still fill)."""
+
+    k: int
+    n: int
+    upto: int
+
+
 class Projector:
     """Runs read models over an application's notification log, pulling new events."""
 
@@ -135,11 +151,15 @@ class Projector:
         store: ReadStore,
         models: Sequence[ReadModel],
         batch: int = 1000,
+        share: Share | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.models = list(models)
         self.batch = batch
+        self.share = share
+        self.log = EventLog(app.recorder)
+        self._decode = self.log.decoder(app.mapper)
         self._lock = threading.RLock()
         self._read = tuple(c for m in self.models for c in m.reads)
         self._wanted: dict[str, bool] = {}  # stored topic -> does any model read it?
@@ -203,9 +223,8 @@ class Projector:
             try:
                 with self.store.pipelined() as cur:
                     self._trust(behind)
-                    self._dispatch(
-                        cur, enumerate(events, start=first_id), dict.fromkeys(names, behind)
-                    )
+                    self._dispatch(cur, numbered(events, first_id), dict.fromkeys(names, behind))
+                    self._flush(cur)
                     cur.advance(names, behind, last)
             except (NotRightBehind, sqlite3.Error, psycopg.Error):
                 self._forget()
@@ -276,12 +295,13 @@ class Projector:
                             if not page:
                                 break
                             self._project(cur, positions, page)
-                            start = page[-1].id
+                            start = page[-1][0]
                             self._advance(cur, positions, start)
                             positions = {n: max(p, start) for n, p in positions.items()}
                             read += len(page)
                             if progress:
                                 progress(len(page))
+                        self._flush(cur)
                 except BaseException:
                     self._forget()
                     raise
@@ -292,25 +312,26 @@ class Projector:
                 done += read
         return done
 
-    def _page(self, start: int) -> list[Notification]:
-        """The next notifications after `start`, never past a hole that may still fill."""
+    def _page(self, start: int) -> list[Row]:
+        """The next rows of the log after `start`, never past a hole that may still fill."""
+        if self.share is not None:
+            part, upto = (self.share.k, self.share.n), self.share.upto
+            return next(self.log.pages(start, self.batch, part, upto), [])
         for attempt in range(2):
-            page = list(
-                self.app.recorder.select_notifications(start, self.batch, inclusive_of_start=False)
-            )
+            page = next(self.log.pages(start, self.batch), [])
             expected = start + 1
-            for i, n in enumerate(page):
-                if n.id != expected and n.id - 1 > self._final:
+            for i, row in enumerate(page):
+                if row[0] != expected and row[0] - 1 > self._final:
                     if attempt == 0:
                         break  # a hole that may be in flight: settle holes, then read again
                     return page[:i]
-                expected = n.id + 1
+                expected = row[0] + 1
             else:
                 return page
-            self._final = self._settle()
+            self._final = self.settled()
         return []  # unreachable: the second attempt returns
 
-    def _settle(self) -> int:
+    def settled(self) -> int:
         """The highest id below which every hole is final (see the module docstring)."""
         recorder: Any = self.app.recorder
         if self.store.dialect != "postgresql" or not hasattr(recorder, "datastore"):
@@ -326,31 +347,35 @@ class Projector:
             return self._final  # a writer is stuck mid-transaction: stop before its hole
         return int(row[0] or 0)
 
-    def _project(self, cur: Cursor, positions: dict[str, int], page: list[Notification]) -> None:
-        to_event = self.app.mapper.to_domain_event
-        self._dispatch(cur, ((n.id, to_event(n)) for n in page if self._wants(n.topic)), positions)
+    def _project(self, cur: Cursor, positions: dict[str, int], page: list[Row]) -> None:
+        decode, wants = self._decode, self._wants
+        self._dispatch(cur, ((r[0], r[1], decode(r)) for r in page if wants(r[3])), positions)
 
     def _dispatch(
-        self, cur: Cursor, events: Iterable[tuple[int, Any]], positions: dict[str, int]
+        self, cur: Cursor, events: Iterable[tuple[int, str, Any]], positions: dict[str, int]
     ) -> None:
         """Hand each model, in log order, the events it reads and has not handled yet."""
         after = [positions[m.name] for m in self.models]
         batches: list[list[Item]] = [[] for _ in self.models]
         routes = self._routes
-        for position, event in events:
+        for position, stream, event in events:
             route = routes.get(type(event))
             if route is None:
                 route = routes[type(event)] = tuple(
                     i for i, m in enumerate(self.models) if issubclass(type(event), m.reads)
                 )
             if route:
-                item = (str(event.originator_id), event)
+                item = (stream, event)
                 for i in route:
                     if position > after[i]:
                         batches[i].append(item)
         for model, items in zip(self.models, batches, strict=True):
             if items:
                 model.project(cur, items)
+
+    def _flush(self, cur: Cursor) -> None:
+        for model in self.models:
+            model.flush(cur)
 
     def _wants(self, topic: str) -> bool:
         """Events no model reads (command receipts) are not even decoded."""
@@ -406,6 +431,14 @@ class Projector:
                     for statement in model.indexes(self.store):
                         cur.execute(statement)
         return done
+
+
+def numbered(
+    events: Sequence[DomainEventProtocol[Any]], first_id: int
+) -> Iterator[tuple[int, str, Any]]:
+    """Events just recorded as `_dispatch` takes them: (notification id, stream, event)."""
+    for position, event in enumerate(events, start=first_id):
+        yield position, str(event.originator_id), event
 
 
 def recreate(cur: Cursor, store: ReadStore, model: ReadModel) -> None:

@@ -92,7 +92,6 @@ HANDLERS: Handlers[Handler] = Handlers(
 
 class Deadlines(ReadModel):
     name = "deadlines"
-    cost = 3
     tables = ("escrow_deadlines",)
     reads = (
         Order.Created,
@@ -132,7 +131,6 @@ class Deadlines(ReadModel):
             handler = handlers[type(event)]
             if handler is not None:
                 handler(rows, stream, event)
-        rows.flush(cur)
 
 
 def due(store: ReadStore, now: datetime) -> list[tuple[str, UUID, str | None]]:

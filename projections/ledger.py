@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Context, Decimal, Inexact
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -20,9 +20,8 @@ from escrow.order import Order
 from escrow.vocabulary import OrderState
 from projections.base import Item, ReadModel
 from projections.readstore import Cursor, ReadStore
-from projections.rows import HELD, Rows, as_decimal, stamp, unstamp
+from projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 
-EXACT = Context(prec=200, traps=[Inexact])
 SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
 
 TOTALS = ("asset", "in_escrow", "released", "returned")
@@ -33,7 +32,6 @@ LINE_TYPES = ("text", "bigint", "text", "text", "text", "numeric", "text")
 
 class Ledger(ReadModel):
     name = "ledger"
-    cost = 9
     tables = ("escrow_ledger", "escrow_ledger_lines")
     reads = (Order.Created, Order.Moved)
 
@@ -57,7 +55,9 @@ class Ledger(ReadModel):
         ]
 
     def __init__(self) -> None:
-        self.totals = Rows("escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:])
+        self.totals = Rows(
+            "escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:], summed=TOTALS[1:]
+        )
         # Per order stream: [ref, asset, amount, settled?], from its lines; held like rows.
         self.orders: dict[str, list[Any]] = {}
 
@@ -104,7 +104,6 @@ class Ledger(ReadModel):
         if lines:
             lines.sort(key=_line_key)
             cur.insert_rows("escrow_ledger_lines", LINES, LINE_TYPES, lines)
-        totals.flush(cur)
         if len(orders) > HELD:  # hold the orders in flight: those this batch moved
             recent = list(dict.fromkeys(s for s, _ in items))[-HELD:]
             self.orders = {s: orders[s] for s in recent if s in orders}

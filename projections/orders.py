@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from escrow.order import Order
 from escrow.vocabulary import ORDER_TERMINAL
 from projections.base import Handlers, Item, ReadModel
-from projections.ledger import EXACT
 from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, stamp, unstamp
+from projections.rows import EXACT, Rows, stamp, unstamp
 
 COLUMNS = (
     "stream",
@@ -47,7 +46,6 @@ INTEGERS = ("appeals", "version")
 
 class Orders(ReadModel):
     name = "orders"
-    cost = 10
     tables = ("escrow_orders",)
     reads = (Order.Created, Order.Event)
 
@@ -96,7 +94,6 @@ class Orders(ReadModel):
                 handler(row, event)
             row["version"] = event.originator_version
             rows.put(stream, row)
-        rows.flush(cur)
 
 
 def _created(stream: str, e: Any) -> dict[str, Any]:

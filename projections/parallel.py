@@ -1,19 +1,22 @@
-"""A rebuild in several processes at once, one group of read models each.
+"""A rebuild in several processes at once, each replaying every read model over its share of
+the streams.
 
-Read models are independent (each has its own tables and tracking position), and a rebuild is
-bound by this process's CPU: reading and decoding the log, then each model's Python. Groups of
-models of about equal cost (`ReadModel.cost`) are therefore replayed side by side, one process
-per core, each reading and decoding the whole log for its own group.
+A rebuild is bound by this process's CPU: reading and decoding the log, then each model's
+Python. Read models keep their rows by stream (an order's row, its ledger lines, an appeal's
+queue entry, a trader's sanctions), except for a few tables of sums over many streams (a
+trader's counters, an asset's totals: `Rows.summed`). So the streams are split into as many
+parts as there are cores (by the last byte of their id, `EventLog.pages(part=...)`), and each
+process reads, decodes and projects only its own part's events, up to the same last id: rows
+by stream come out of exactly one part, and a table of sums is the sum of the parts' tables.
 
-SQLite has one writer at a time per file, and a commit by one connection empties the page
-cache of every other one; so each process replays into a scratch file of its own (without a
-journal: a crash only loses it; its tables not clustered by their random keys, see
-`SQLiteReadStore`; the processes' page caches sharing the memory of one, which keeps them
-together within the 300 MB a rebuild may take). This process then copies the tables into the
-store in one transaction, in key order (each b-tree is built by appending), creates the
-indexes and sets the positions the processes reached; until that commit the store keeps its
-old tables. PostgreSQL takes concurrent writers to different tables: each process rebuilds
-its group in place, exactly as `Projector.replay` does in one process.
+Each process replays into a scratch store of its own: a SQLite file (without a journal: a
+crash only loses it; its tables not clustered by their random keys, see `SQLiteReadStore`;
+the processes' page caches sharing the memory of one, which keeps them together within the
+300 MB a rebuild may take), or a PostgreSQL schema. This process then replaces the store's
+tables in one transaction: rows by stream copied from every part (on SQLite in key order, so
+that each b-tree is built by appending), tables of sums added up row by row, indexes created,
+positions set to that last id. Until that commit the store keeps its old tables, and a
+process that fails leaves it as it was.
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from projections.base import Projector, ReadModel, recreate
+import psycopg
+
+from projections.base import Projector, ReadModel, Share, recreate
 from projections.readstore import (
     CACHE_KB,
     Cursor,
@@ -38,6 +46,7 @@ from projections.readstore import (
     ReadStore,
     SQLiteReadStore,
 )
+from projections.rows import EXACT, Rows
 
 # Events in the log from which a rebuild is parallel: starting a process (imports, connections)
 # takes about a second, which a short log does not repay.
@@ -46,43 +55,24 @@ PARALLEL_FROM = 50_000
 
 @dataclass(frozen=True)
 class _Job:
-    """What a process needs to replay one group (sent to it pickled)."""
+    """What a process needs to replay its share (sent to it pickled)."""
 
     app_type: type[Any]
     env: dict[str, str]
     models: list[ReadModel]
     batch: int
-    scratch: str | None  # SQLite: the file to replay into
-    share: int  # how many processes share the memory of one store's SQLite page cache
-    conninfo: str | None  # PostgreSQL: the store itself
-    schema: str | None
-
-
-@dataclass(frozen=True)
-class _Done:
-    read: int
-    positions: dict[str, int]
+    share: Share
+    scratch: str  # SQLite: the file to replay into; PostgreSQL: the schema
+    conninfo: str | None  # PostgreSQL: the store's server
 
 
 def worth_it(projector: Projector, chosen: Sequence[ReadModel]) -> bool:
     store = projector.store
-    if len(chosen) < 2 or (os.cpu_count() or 1) < 2:
+    if (os.cpu_count() or 1) < 2:
         return False
     if isinstance(store, SQLiteReadStore) and store.path == ":memory:":
         return False  # the events and the tables live in this process only
     return int(projector.app.recorder.max_notification_id() or 0) >= PARALLEL_FROM
-
-
-def groups(models: Sequence[ReadModel], count: int) -> list[list[ReadModel]]:
-    """`models` in at most `count` groups of about equal cost, each in the given order."""
-    bins: list[list[ReadModel]] = [[] for _ in range(count)]
-    loads = [0] * count
-    for model in sorted(models, key=lambda m: -m.cost):
-        lightest = loads.index(min(loads))
-        bins[lightest].append(model)
-        loads[lightest] += model.cost
-    order = {id(m): i for i, m in enumerate(models)}
-    return [sorted(group, key=lambda m: order[id(m)]) for group in bins if group]
 
 
 def rebuild(
@@ -90,44 +80,52 @@ def rebuild(
     chosen: Sequence[ReadModel],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """`Projector.rebuild` of `chosen`, a group per process; returns how many notifications
-    every model has been replayed through."""
-    store = projector.store
-    parts = groups(chosen, min(os.cpu_count() or 1, len(chosen)))
+    """`Projector.rebuild` of `chosen`, a share of the streams per process; returns how many
+    events were replayed (every one up to the last id, each in one process)."""
+    upto = projector.settled()
+    parts = os.cpu_count() or 1
+    with _scratch(projector.store, parts) as (places, conninfo):
+        jobs = [
+            _Job(
+                type(projector.app),
+                {**projector.app.env, "CREATE_TABLE": "no"},  # the store's tables exist
+                list(chosen),
+                projector.batch,
+                Share(k, parts, upto),
+                place,
+                conninfo,
+            )
+            for k, place in enumerate(places)
+        ]
+        read = _run(jobs, progress)
+        _merge(projector, chosen, places, upto)
+    return read
+
+
+@contextmanager
+def _scratch(store: ReadStore, parts: int) -> Iterator[tuple[list[str], str | None]]:
+    """Where each process replays: files beside a SQLite store, schemas in a PostgreSQL one
+    (with the server to reach them); removed afterwards."""
     if isinstance(store, SQLiteReadStore):
         folder = Path(store.path).parent
         with tempfile.TemporaryDirectory(prefix=".escrow-rebuild-", dir=folder) as scratch:
-            jobs = _jobs(projector, parts, [f"{scratch}/{i}.db" for i in range(len(parts))])
-            results = _run(jobs, progress)
-            _swap(projector, store, jobs, results)
-    else:
-        results = _run(_jobs(projector, parts, [None] * len(parts)), progress)
-    return min(r.read for r in results)
+            yield [f"{scratch}/{k}.db" for k in range(parts)], None
+        return
+    assert isinstance(store, PostgresReadStore)
+    names = [f"escrow_rebuild_{uuid.uuid4().hex[:8]}_{k}" for k in range(parts)]
+    with psycopg.connect(store.conninfo, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"CREATE SCHEMA {name}")
+        try:
+            yield names, store.conninfo
+        finally:
+            for name in names:
+                conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
-def _jobs(
-    projector: Projector, parts: list[list[ReadModel]], scratch: list[str | None]
-) -> list[_Job]:
-    store = projector.store
-    postgres = store if isinstance(store, PostgresReadStore) else None
-    env = {**projector.app.env, "CREATE_TABLE": "no"}  # the store's tables exist
-    return [
-        _Job(
-            type(projector.app),
-            env,
-            part,
-            projector.batch,
-            file,
-            len(parts),
-            postgres.conninfo if postgres else None,
-            postgres.schema if postgres else None,
-        )
-        for part, file in zip(parts, scratch, strict=True)
-    ]
-
-
-def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> list[_Done]:
-    """Run the jobs in processes of their own; report the notifications all have read.
+def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
+    """Run the jobs in processes of their own, reporting the events they replay as they go;
+    returns how many they replayed together.
 
     The processes are new interpreters (`python -c`), not `multiprocessing` ones: those
     would import the caller's main module again, which a script without a main guard does
@@ -135,9 +133,7 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> list[_Done
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes: list[subprocess.Popen[bytes]] = []
     replies: list[Connection[Any, Any]] = []
-    read = [0] * len(jobs)
-    reported = 0
-    results: list[_Done | None] = [None] * len(jobs)
+    read = 0
     pending: dict[int, Connection[Any, Any]] = {}
     try:
         for i, job in enumerate(jobs):
@@ -160,17 +156,15 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> list[_Done
                 try:
                     message = replies[i].recv()
                 except EOFError:
-                    raise RuntimeError(f"rebuild of {_names(jobs[i])} died") from None
+                    raise RuntimeError(f"rebuild of part {i} of the streams died") from None
                 if isinstance(message, int):
-                    read[i] += message
-                elif isinstance(message, _Done):
-                    results[i] = message
+                    read += message
+                    if progress is not None:
+                        progress(message)
+                elif message is None:
                     del pending[i]
                 else:
-                    raise RuntimeError(f"rebuild of {_names(jobs[i])} failed:\n{message}")
-            if progress is not None and min(read) > reported:
-                progress(min(read) - reported)
-                reported = min(read)
+                    raise RuntimeError(f"rebuild of part {i} of the streams failed:\n{message}")
     finally:
         for process in processes:
             if pending:
@@ -178,16 +172,12 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> list[_Done
             process.wait()
         for reply in replies:
             reply.close()
-    return [r for r in results if r is not None]
-
-
-def _names(job: _Job) -> str:
-    return ", ".join(m.name for m in job.models)
+    return read
 
 
 def child() -> None:
-    """In a process of its own: replay the group pickled on stdin, sending progress (ints)
-    then a `_Done` on stdout, or the traceback (a str) if it fails."""
+    """In a process of its own: replay the share pickled on stdin into its scratch store,
+    sending progress (ints) then None on stdout, or the traceback (a str) if it fails."""
     out = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # the replies' pipe carries nothing else
     send = out.send
@@ -196,13 +186,13 @@ def child() -> None:
         job: _Job = pickle.load(sys.stdin.buffer)
         app = job.app_type(env=job.env)
         store: ReadStore = (
-            SQLiteReadStore(job.scratch, CACHE_KB // job.share, scratch=True)
-            if job.scratch is not None
-            else PostgresReadStore(str(job.conninfo), job.schema)
+            SQLiteReadStore(job.scratch, CACHE_KB // (2 * job.share.n), scratch=True)
+            if job.conninfo is None
+            else PostgresReadStore(job.conninfo, job.scratch)
         )
-        projector = Projector(app, store, job.models, batch=job.batch)
-        read = projector.replay(job.models, send, index=job.scratch is None)
-        send(_Done(read, projector.status()[0]))
+        projector = Projector(app, store, job.models, batch=job.batch, share=job.share)
+        projector.replay(job.models, send, index=False)
+        send(None)
         store.close()
         app.close()
     except BaseException:
@@ -210,31 +200,63 @@ def child() -> None:
         raise
 
 
-def _swap(
-    projector: Projector, store: SQLiteReadStore, jobs: list[_Job], results: list[_Done]
-) -> None:
-    """Replace the store's tables by the scratch files' in one transaction."""
-    scratch = [str(job.scratch) for job in jobs]
-    with store.attached(scratch) as schemas, store.transaction() as cur:
+@contextmanager
+def _visible(store: ReadStore, places: list[str]) -> Iterator[list[str]]:
+    """The scratch stores as schemas of the store's connection (SQLite: attached files)."""
+    if isinstance(store, SQLiteReadStore):
+        with store.attached(places) as names:
+            yield names
+    else:
+        yield places
+
+
+def _merge(projector: Projector, chosen: Sequence[ReadModel], places: list[str], upto: int) -> None:
+    """Replace the store's tables of `chosen` by the parts' in one transaction."""
+    store = projector.store
+    with _visible(store, places) as scratch, store.transaction() as cur:
         # Unqualified names are the store's: it has every table (the Projector made them).
         projector.positions(cur)  # wait for (and block) any other projector of these models
-        for schema, job, done in zip(schemas, jobs, results, strict=True):
-            for model in job.models:
-                recreate(cur, store, model)
-                for table in model.tables:
-                    cur.execute(
-                        f"INSERT INTO main.{table} SELECT * FROM {schema}.{table} "
-                        f"ORDER BY {', '.join(_key(cur, table))}"
-                    )
-                for statement in model.indexes(store):
-                    cur.execute(statement)
-                cur.execute(
-                    "UPDATE escrow_tracking SET position = ? WHERE name = ?",
-                    [done.positions[model.name], model.name],
-                )
+        for model in chosen:
+            recreate(cur, store, model)
+            sums = {rows.table: rows for rows in model.held() if rows.summed}
+            for table in model.tables:
+                if table in sums:
+                    _add_up(cur, sums[table], scratch)
+                    continue
+                parts = " UNION ALL ".join(f"SELECT * FROM {s}.{table}" for s in scratch)
+                if store.dialect == "sqlite":  # a b-tree built by appending; PostgreSQL: a heap
+                    parts += f" ORDER BY {', '.join(_key(cur, table))}"
+                cur.execute(f"INSERT INTO {table} {parts}")
+            for statement in model.indexes(store):
+                cur.execute(statement)
+            cur.execute(
+                "UPDATE escrow_tracking SET position = ? WHERE name = ?", [upto, model.name]
+            )
+
+
+def _add_up(cur: Cursor, rows: Rows, scratch: list[str]) -> None:
+    """Write the sums of the parts' rows of a table of sums, key by key (exact decimals)."""
+    totals: dict[Any, dict[str, Any]] = {}
+    for schema in scratch:
+        cur.execute(f"SELECT {', '.join(rows.columns)} FROM {schema}.{rows.table}")
+        for values in cur.fetchall():
+            row = rows.decode(values)
+            key = tuple(row[c] for c in rows.key)
+            total = totals.get(key)
+            if total is None:
+                totals[key] = row
+                continue
+            for column in rows.summed:
+                if isinstance(total[column], Decimal):
+                    total[column] = EXACT.add(total[column], row[column])
+                else:
+                    total[column] += row[column]
+    ordered = [tuple(totals[key][c] for c in rows.columns) for key in sorted(totals)]
+    if ordered:
+        cur.insert_rows(rows.table, rows.columns, rows.pg_types, ordered)
 
 
 def _key(cur: Cursor, table: str) -> list[str]:
-    """The primary-key columns of the store's `table`, in key order."""
+    """The primary-key columns of the store's SQLite `table`, in key order."""
     cur.execute(f"PRAGMA main.table_info({table})")
     return [name for _, name, *_, pk in sorted(cur.fetchall(), key=lambda c: c[-1]) if pk]

@@ -22,7 +22,7 @@ import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Any
 
 from projections.readstore import Cursor
@@ -51,6 +51,7 @@ def unstamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+EXACT = Context(prec=200, traps=[Inexact])  # sums of amounts: never rounded
 HELD = 4096  # rows kept per table between batches: the streams in flight, not the history
 
 
@@ -67,10 +68,15 @@ class Rows:
         columns: Sequence[str],
         decimals: Iterable[str] = (),
         integers: Iterable[str] = (),
+        summed: Iterable[str] = (),
     ) -> None:
         """`decimals` and `integers` name the columns that are not text (their PostgreSQL
-        types for bulk writes, exact Decimals when read back from SQLite)."""
+        types for bulk writes, exact Decimals when read back from SQLite). `summed` names
+        the columns that add up events of many streams (counters, totals): a rebuild by
+        shares of the streams (`projections.parallel`) adds up its shares' rows of a key;
+        every other column must be the same in every share."""
         self.table = table
+        self.summed = tuple(summed)
         self.key = tuple(key)
         self.columns = tuple(columns)
         self.decimals = frozenset(decimals)

@@ -63,7 +63,6 @@ SANCTION_COLUMNS = ("stream", "sanction", "kind", "severity", "appeal", "since",
 
 class Traders(ReadModel):
     name = "traders"
-    cost = 18
     tables = ("escrow_traders", "escrow_trader_orders", "escrow_trader_sanctions")
     reads = (Order.Created, Order.Moved, Appeal.Opened, Trader.Registered, Trader.Event)
 
@@ -92,7 +91,13 @@ class Traders(ReadModel):
     def __init__(self) -> None:
         self.batch = _Batch(
             Rows("escrow_trader_orders", ("stream",), ORDER_COLUMNS),
-            Rows("escrow_traders", ("trader",), TRADER_COLUMNS, integers=COUNTERS),
+            Rows(
+                "escrow_traders",
+                ("trader",),
+                TRADER_COLUMNS,
+                integers=COUNTERS,
+                summed=COUNTERS,
+            ),
             Rows(
                 "escrow_trader_sanctions",
                 ("stream", "sanction"),
@@ -112,8 +117,6 @@ class Traders(ReadModel):
             handler = handlers[type(event)]
             if handler is not None:
                 handler(batch, stream, event)
-        for rows in (batch.orders, batch.traders, batch.sanctions):
-            rows.flush(cur)
 
 
 class _Batch:

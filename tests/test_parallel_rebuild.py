@@ -1,6 +1,7 @@
-"""A rebuild of a long log runs groups of read models in processes of their own
-(`projections.parallel`): the tables and positions it leaves must be those of a rebuild in one
-process, and a failing group must leave a SQLite store as it was."""
+"""A rebuild of a long log runs in processes of their own, each over a share of the streams
+(`projections.parallel`): the tables and positions it leaves must be those the engine kept up
+to date command by command (tables of sums added up across the shares), and a failing share
+must leave the store as it was."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from projections import parallel
 from projections.base import Item, Projector
 from projections.catalog import read_models
 from projections.orders import Orders
-from projections.readstore import Cursor
+from projections.readstore import Cursor, SQLiteReadStore
 from tests.helpers import event_count
 from tests.test_projections import snapshot
 
@@ -42,19 +43,35 @@ def test_a_parallel_rebuild_equals_the_live_tables(engine: Escrow, store_url: st
     assert sum(read) == event_count(engine)
     positions = engine.read.query("SELECT position FROM escrow_tracking")
     assert {int(p) for (p,) in positions} == {event_count(engine)}
-    if store_url.startswith("sqlite:///"):  # the scratch files are gone
-        folder = Path(store_url.removeprefix("sqlite:///")).parent
-        assert not list(folder.glob(".escrow-rebuild-*"))
+    assert not _scratch_left(engine)
 
 
-def test_the_groups_balance_the_models_cost() -> None:
-    models = read_models()
-    parts = parallel.groups(models, 2)
-    assert sorted(m.name for part in parts for m in part) == sorted(m.name for m in models)
-    costs = [sum(m.cost for m in part) for part in parts]
-    assert max(costs) - min(costs) <= min(m.cost for m in models)
-    assert [[m.name for m in part] for part in parallel.groups(models, 9)] == [
-        [m.name] for m in sorted(models, key=lambda m: -m.cost)
+def test_every_share_holds_part_of_the_sums(engine: Escrow) -> None:
+    """The traders' counters come from orders of several shares: a rebuild that kept one
+    share's rows instead of adding them up would show fewer orders than the live table."""
+    shares = [{str(r[1]) for r in engine.projector.log.rows(part=(k, 2))} for k in range(2)]
+    orders = engine.read.query("SELECT stream, seller, buyer FROM escrow_trader_orders")
+    by_trader: dict[str, set[int]] = {}
+    for stream, seller, buyer in orders:
+        share = next(k for k in range(2) if stream in shares[k])
+        by_trader.setdefault(seller, set()).add(share)
+        by_trader.setdefault(buyer, set()).add(share)
+    assert any(len(found) == 2 for found in by_trader.values())
+    live = snapshot(engine)
+    engine.projector.rebuild()
+    assert snapshot(engine) == live
+
+
+def _scratch_left(engine: Escrow) -> list[str]:
+    """Scratch files beside a SQLite store, scratch schemas in a PostgreSQL database."""
+    store = engine.read
+    if isinstance(store, SQLiteReadStore):
+        return [str(p) for p in Path(store.path).parent.glob(".escrow-rebuild-*")]
+    return [
+        name
+        for (name,) in store.query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE ?", ["escrow_rebuild_%"]
+        )
     ]
 
 
@@ -65,14 +82,11 @@ class Broken(Orders):
         raise ValueError("broken model")
 
 
-def test_a_failing_group_raises_and_leaves_a_sqlite_store_as_it_was(
-    engine: Escrow, store_url: str
-) -> None:
-    if not store_url.startswith("sqlite:///"):
-        pytest.skip("PostgreSQL groups rebuild in place, as one process does")
+def test_a_failing_share_raises_and_leaves_the_store_as_it_was(engine: Escrow) -> None:
     live = snapshot(engine)
     models = [m for m in read_models() if m.name != "orders"]
     projector = Projector(engine.app, engine.read, [*models, Broken()])
     with pytest.raises(RuntimeError, match="broken model"):
         projector.rebuild()
     assert snapshot(engine) == live
+    assert not _scratch_left(engine)
