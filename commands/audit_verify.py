@@ -6,7 +6,7 @@ application's transcoder, never upcast); then the invariants of rules.md for its
 stream only a short list of fields is kept, so memory follows the number of streams, not of
 events. Checks across streams (a sanction and its appeal) are gathered and done at the end.
 
-With several jobs, each process takes the streams of one partition (by the last byte of the
+With several jobs, each process takes the streams of one partition (by the last hex digit of the
 stream id, filtered in SQL), so every stream is still checked in order by one process.
 """
 

@@ -43,8 +43,9 @@ IDS_HELD = 16_384  # stream ids a decoder keeps made
 
 
 def partition_of(stream: str, parts: int) -> int:
-    """Which of `parts` workers takes a stream: its last id byte, as the SQL filters do."""
-    return int(stream[-2:], 16) % parts
+    """Which of `parts` workers takes a stream: its id's last hex digit, as the SQL filters
+    do (one digit: the filter is evaluated on every row of the log, by every worker)."""
+    return int(stream[-1], 16) % parts
 
 
 class EventLog:
@@ -101,8 +102,7 @@ class EventLog:
             where += " AND rowid <= ?"
             extra.append(upto)
         if part is not None:
-            digit = "(instr('0123456789abcdef', substr(originator_id, {}, 1)) - 1)"
-            where += f" AND ({digit.format(31)} * 16 + {digit.format(32)}) % ? = ?"
+            where += " AND (instr('0123456789abcdef', substr(originator_id, 32, 1)) - 1) % ? = ?"
             extra += [part[1], part[0]]
         # The id is stored as 32 hex digits; dashes are put in by SQLite, and rows come back
         # as plain tuples: reading stays in C, the per-event budget goes to checking.
@@ -150,7 +150,7 @@ class EventLog:
             where += " AND notification_id <= %s"
             extra.append(upto)
         if part is not None:
-            where += " AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
+            where += " AND get_byte(uuid_send(originator_id), 15) %% 16 %% %s = %s"
             extra += [part[1], part[0]]
         sql = self._pg_sql(
             "SELECT notification_id, originator_id::text, originator_version, topic, state "

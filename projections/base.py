@@ -45,6 +45,12 @@ Item = tuple[str, Any]  # (stream id as text, event): the text is made once per 
 
 
 class ReadModel(ABC):
+    """A read model: tables kept from the events it `reads`.
+
+    Every row is built from the events of one stream, except for the columns its `Rows`
+    name `summed` (counters and totals over many streams): a rebuild replays shares of the
+    streams in separate processes and adds those columns up (`projections.parallel`)."""
+
     name: str
     tables: tuple[str, ...]
     # The event classes the model reads (subclasses included); others never reach `project`.
@@ -348,8 +354,15 @@ class Projector:
         return int(row[0] or 0)
 
     def _project(self, cur: Cursor, positions: dict[str, int], page: list[Row]) -> None:
-        decode, wants = self._decode, self._wants
-        self._dispatch(cur, ((r[0], r[1], decode(r)) for r in page if wants(r[3])), positions)
+        decode, wanted = self._decode, self._wanted
+        events = []
+        for row in page:
+            wants = wanted.get(row[3])
+            if wants is None:
+                wants = self._wants(row[3])
+            if wants:
+                events.append((row[0], row[1], decode(row)))
+        self._dispatch(cur, events, positions)
 
     def _dispatch(
         self, cur: Cursor, events: Iterable[tuple[int, str, Any]], positions: dict[str, int]

@@ -23,6 +23,8 @@ from projections.readstore import Cursor, ReadStore
 from projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 
 SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
+COLUMN = {"locked": 0, "released": 1, "returned": 2}  # a batch's sums per asset
+ZERO = Decimal(0)
 
 TOTALS = ("asset", "in_escrow", "released", "returned")
 LINES = ("stream", "version", "order_ref", "asset", "movement", "amount", "at")
@@ -83,27 +85,54 @@ class Ledger(ReadModel):
                 and e.state in SETTLED
             ],
         )
-        totals.load(
-            cur,
-            [
-                e.asset if type(e) is created else orders[s][1]
-                for s, e in items
-                if type(e) is created or s in orders
-            ],
-        )
         lines: list[list[Any]] = []
+        # Per asset, what the batch locked, released and returned: added to the totals once.
+        moved: dict[str, list[Decimal]] = {}
         for stream, event in items:
             if type(event) is created:
-                orders[stream] = [event.ref, event.asset, event.amount, False]
-                self._move(totals, lines, stream, event, orders[stream], "locked")
+                order = orders[stream] = [event.ref, event.asset, event.amount, False]
+                movement = "locked"
             elif event.state in SETTLED:
                 known = orders.get(stream)
-                if known is not None and not known[3]:  # terminal is final: settled once
-                    known[3] = True
-                    self._move(totals, lines, stream, event, known, SETTLED[event.state])
+                if known is None or known[3]:  # terminal is final: settled once
+                    continue
+                known[3] = True
+                order, movement = known, SETTLED[event.state]
+            else:
+                continue
+            ref, asset, amount, _ = order
+            lines.append(
+                [
+                    stream,
+                    event.originator_version,
+                    ref,
+                    asset,
+                    movement,
+                    amount,
+                    stamp(event.timestamp),
+                ]
+            )
+            sums = moved.get(asset)
+            if sums is None:
+                sums = moved[asset] = [ZERO, ZERO, ZERO]
+            at = COLUMN[movement]
+            sums[at] = EXACT.add(sums[at], amount)
         if lines:
             lines.sort(key=_line_key)
             cur.insert_rows("escrow_ledger_lines", LINES, LINE_TYPES, lines)
+        totals.load(cur, list(moved))
+        for asset, (locked, released, returned) in moved.items():
+            row = totals.get(asset) or {
+                "asset": asset,
+                "in_escrow": ZERO,
+                "released": ZERO,
+                "returned": ZERO,
+            }
+            settled = EXACT.add(released, returned)
+            row["in_escrow"] = EXACT.subtract(EXACT.add(row["in_escrow"], locked), settled)
+            row["released"] = EXACT.add(row["released"], released)
+            row["returned"] = EXACT.add(row["returned"], returned)
+            totals.put(asset, row)
         if len(orders) > HELD:  # hold the orders in flight: those this batch moved
             recent = list(dict.fromkeys(s for s, _ in items))[-HELD:]
             self.orders = {s: orders[s] for s in recent if s in orders}
@@ -121,30 +150,6 @@ class Ledger(ReadModel):
         for stream, _, _, _, movement in found:
             if movement != "locked" and stream in orders:
                 orders[stream][3] = True
-
-    @staticmethod
-    def _move(
-        totals: Rows,
-        lines: list[list[Any]],
-        stream: str,
-        event: Any,
-        order: list[Any],
-        movement: str,
-    ) -> None:
-        ref, asset, amount, _ = order
-        lines.append(
-            [stream, event.originator_version, ref, asset, movement, amount, stamp(event.timestamp)]
-        )
-        zero = Decimal(0)
-        row = totals.get(asset)
-        if row is None:
-            row = {"asset": asset, "in_escrow": zero, "released": zero, "returned": zero}
-        if movement == "locked":
-            row["in_escrow"] = EXACT.add(row["in_escrow"], amount)
-        else:
-            row["in_escrow"] = EXACT.subtract(row["in_escrow"], amount)
-            row[movement] = EXACT.add(row[movement], amount)
-        totals.put(asset, row)
 
 
 # --- queries ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ A rebuild is bound by this process's CPU: reading and decoding the log, then eac
 Python. Read models keep their rows by stream (an order's row, its ledger lines, an appeal's
 queue entry, a trader's sanctions), except for a few tables of sums over many streams (a
 trader's counters, an asset's totals: `Rows.summed`). So the streams are split into as many
-parts as there are cores (by the last byte of their id, `EventLog.pages(part=...)`), and each
+parts as there are cores (by the last hex digit of their id, `EventLog.pages(part=...)`), and each
 process reads, decodes and projects only its own part's events, up to the same last id: rows
 by stream come out of exactly one part, and a table of sums is the sum of the parts' tables.
 
