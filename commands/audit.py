@@ -28,7 +28,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder
 
 from commands.api import EscrowApplication
-from commands.log import PAGE, EventLog
+from commands.log import EventLog
 from commands.queries import AppealView, OrderView, TraderView
 from commands.store import parse_store_url
 from commands.unit import project
@@ -237,7 +237,7 @@ class History(EventLog):
                 )
                 return [(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
         rows = []  # in memory: the log is small, and only it knows the notification ids
-        for page in self._plain_pages(0, PAGE, None, None):
+        for page in self.pages():
             rows += [(r[0], r[2], r[3], r[4]) for r in page if r[1] == str(key)]
         return sorted(rows, key=lambda r: r[1])
 

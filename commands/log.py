@@ -85,27 +85,53 @@ class EventLog:
         upto: int | None = None,
     ) -> Iterator[list[Row]]:
         """The log in notification order, one page at a time (never all of it at once);
-        `part=(k, n)` keeps only the streams of worker k of n; `upto`: no row after that id."""
-        if self.backend == "sqlite":
-            yield from self._sqlite_pages(after, size, part, upto)
-        elif self.backend == "postgresql":
-            yield from self._pg_pages(after, size, part, upto)
-        else:
-            yield from self._plain_pages(after, size, part, upto)
+        `part=(k, n)` keeps only the streams of worker k of n; `upto`: no row after that id.
 
-    def _sqlite_pages(
-        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
-    ) -> Iterator[list[Row]]:
+        A part is read in windows of ids (`size` × n ids: about `size` of its rows) rather
+        than `LIMIT size` over the filter: PostgreSQL cannot estimate that filter, takes it
+        for rare, and sorts the whole rest of the log for every page."""
+        if part is None:
+            while rows := self._select(after, upto, None, size):
+                yield rows
+                after = rows[-1][0]
+            return
+        end = int(self.recorder.max_notification_id() or 0) if upto is None else upto
+        while after < end:
+            stop = min(after + size * part[1], end)
+            if rows := self._select(after, stop, part, None):
+                yield rows
+            after = stop
+
+    def _select(
+        self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
+    ) -> list[Row]:
+        """Rows after id `after`, up to id `stop`, of streams of `part`, at most `limit`."""
+        if self.backend == "sqlite":
+            return self._sqlite_select(after, stop, part, limit)
+        if self.backend == "postgresql":
+            return self._pg_select(after, stop, part, limit)
+        found = self.recorder.select_notifications(
+            after,
+            limit or int(stop or 0) - after,
+            stop=stop,
+            inclusive_of_start=False,
+        )
+        rows = [(n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found]
+        return rows if part is None else [r for r in rows if partition_of(r[1], part[1]) == part[0]]
+
+    def _sqlite_select(
+        self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
+    ) -> list[Row]:
         where = "rowid > ?"
-        extra: list[int] = []
-        if upto is not None:
+        params: list[int] = [after]
+        if stop is not None:
             where += " AND rowid <= ?"
-            extra.append(upto)
+            params.append(stop)
         if part is not None:
             where += " AND (instr('0123456789abcdef', substr(originator_id, 32, 1)) - 1) % ? = ?"
-            extra += [part[1], part[0]]
+            params += [part[1], part[0]]
         # The id is stored as 32 hex digits; dashes are put in by SQLite, and rows come back
-        # as plain tuples: reading stays in C, the per-event budget goes to checking.
+        # as plain tuples: reading stays in C.
         dashed = "||'-'||".join(
             f"substr(originator_id, {a}, {n})"
             for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
@@ -113,17 +139,16 @@ class EventLog:
         sql = (
             f"SELECT rowid, CASE WHEN length(originator_id) = 32 THEN {dashed} "
             "ELSE originator_id END, originator_version, topic, state "
-            f"FROM {self.recorder.events_table_name} WHERE {where} ORDER BY rowid LIMIT ?"
+            f"FROM {self.recorder.events_table_name} WHERE {where} ORDER BY rowid"
         )
-        while True:
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.sqlite_cursor.row_factory = None
-                c.execute(sql, [after, *extra, size])
-                rows: list[Row] = c.fetchall()
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.recorder.datastore.transaction(commit=False) as c:
+            c.sqlite_cursor.row_factory = None
+            c.execute(sql, params)
+            rows: list[Row] = c.fetchall()
+        return rows
 
     def _pg_sql(self, text: str) -> Any:
         return SQL(text).format(
@@ -141,47 +166,28 @@ class EventLog:
 
         return cursor()
 
-    def _pg_pages(
-        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
-    ) -> Iterator[list[Row]]:
+    def _pg_select(
+        self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
+    ) -> list[Row]:
         where = "notification_id > %s"
-        extra: list[int] = []
-        if upto is not None:
+        params: list[int] = [after]
+        if stop is not None:
             where += " AND notification_id <= %s"
-            extra.append(upto)
+            params.append(stop)
         if part is not None:
             where += " AND get_byte(uuid_send(originator_id), 15) %% 16 %% %s = %s"
-            extra += [part[1], part[0]]
-        sql = self._pg_sql(
+            params += [part[1], part[0]]
+        text = (
             "SELECT notification_id, originator_id::text, originator_version, topic, state "
-            f"FROM {{}}.{{}} WHERE {where} ORDER BY notification_id LIMIT %s"
+            f"FROM {{}}.{{}} WHERE {where} ORDER BY notification_id"
         )
-        while True:
-            with self._pg_cursor() as cur:
-                cur.execute(sql, [after, *extra, size], binary=True)
-                rows = cur.fetchall()
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
-
-    def _plain_pages(
-        self, after: int, size: int, part: tuple[int, int] | None, upto: int | None
-    ) -> Iterator[list[Row]]:
-        while True:
-            found = self.recorder.select_notifications(
-                after, size, stop=upto, inclusive_of_start=False
-            )
-            if not found:
-                return
-            rows = [
-                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found
-            ]
-            if part is not None:
-                rows = [r for r in rows if partition_of(r[1], part[1]) == part[0]]
-            if rows:
-                yield rows
-            after = found[-1].id
+        if limit is not None:
+            text += " LIMIT %s"
+            params.append(limit)
+        with self._pg_cursor() as cur:
+            cur.execute(self._pg_sql(text), params, binary=True)
+            rows: list[Row] = cur.fetchall()
+        return rows
 
     def rows(self, **kw: Any) -> Iterator[Row]:
         for page in self.pages(**kw):

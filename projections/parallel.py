@@ -44,6 +44,7 @@ from projections.readstore import (
     Cursor,
     PostgresReadStore,
     ReadStore,
+    SQLiteCursor,
     SQLiteReadStore,
 )
 from projections.rows import EXACT, Rows
@@ -112,7 +113,8 @@ def _scratch(store: ReadStore, parts: int) -> Iterator[tuple[list[str], str | No
             yield [f"{scratch}/{k}.db" for k in range(parts)], None
         return
     assert isinstance(store, PostgresReadStore)
-    names = [f"escrow_rebuild_{uuid.uuid4().hex[:8]}_{k}" for k in range(parts)]
+    token = uuid.uuid4().hex[:8]
+    names = [f"escrow_rebuild_{token}_{k}" for k in range(parts)]
     with psycopg.connect(store.conninfo, autocommit=True) as conn:
         for name in names:
             conn.execute(f"CREATE SCHEMA {name}")
@@ -223,10 +225,9 @@ def _merge(projector: Projector, chosen: Sequence[ReadModel], places: list[str],
                 if table in sums:
                     _add_up(cur, sums[table], scratch)
                     continue
+                # In key order: the primary key's b-tree is built by appending.
                 parts = " UNION ALL ".join(f"SELECT * FROM {s}.{table}" for s in scratch)
-                if store.dialect == "sqlite":  # a b-tree built by appending; PostgreSQL: a heap
-                    parts += f" ORDER BY {', '.join(_key(cur, table))}"
-                cur.execute(f"INSERT INTO {table} {parts}")
+                cur.execute(f"INSERT INTO {table} {parts} ORDER BY {', '.join(_key(cur, table))}")
             for statement in model.indexes(store):
                 cur.execute(statement)
             cur.execute(
@@ -257,6 +258,14 @@ def _add_up(cur: Cursor, rows: Rows, scratch: list[str]) -> None:
 
 
 def _key(cur: Cursor, table: str) -> list[str]:
-    """The primary-key columns of the store's SQLite `table`, in key order."""
-    cur.execute(f"PRAGMA main.table_info({table})")
-    return [name for _, name, *_, pk in sorted(cur.fetchall(), key=lambda c: c[-1]) if pk]
+    """The primary-key columns of the store's `table`, in key order."""
+    if isinstance(cur, SQLiteCursor):
+        cur.execute(f"PRAGMA main.table_info({table})")
+        return [name for _, name, *_, pk in sorted(cur.fetchall(), key=lambda c: c[-1]) if pk]
+    cur.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = ?::regclass AND i.indisprimary "
+        "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        [table],
+    )
+    return [name for (name,) in cur.fetchall()]
