@@ -28,6 +28,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     UUIDAsHex,
     find_id_convertor,
+    pass_through_convertor,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -239,12 +240,14 @@ class EventDecoder:
             else {}
         )
         self._id_type: type = UUID if uuid_ids else str
-        # topic -> (event class, its id convertor, its class version)
-        self._classes: dict[str, tuple[Any, Callable[[Any], Any], int]] = {}
-        self._wrapped: dict[str, tuple[str, ...]] = {}  # topic -> keys of transcoded values
+        # topic -> (event class, its id convertor (None: none), its class version, the keys
+        # of its transcoded values)
+        self._classes: dict[str, tuple[Any, Callable[[Any], Any] | None, int, tuple[str, ...]]]
+        self._classes = {}
         self._ids: dict[str, UUID] = {}
 
     def __call__(self, row: Row) -> Any:
+        """(The hot path of a rebuild, called once per event: kept in one function.)"""
         _, stream, version, topic, state = row
         originator_id: UUID | str = stream
         if self._uuid_ids:
@@ -255,38 +258,64 @@ class EventDecoder:
                     self._ids.clear()
                 found = self._ids[stream] = _uuid(stream)
             originator_id = found
+        known = self._classes.get(topic)
+        if not self._fast or known is None:
+            return self._slow(originator_id, version, topic, state)
+        # The transcoded values of a topic's events are top-level values of the same keys:
+        # revived by those keys as long as they account for every `"_type_":` in the bytes
+        # (inside a JSON string those quotes would be escaped). Anything else: `_slow`.
+        try:
+            fields = _loads(state)
+            revivers = self._revivers
+            found_count = 0
+            for key in known[3]:
+                value = fields[key]
+                if type(value) is dict and len(value) == 2:
+                    fields[key] = revivers[value["_type_"]](value["_data_"])
+                    found_count += 1
+        except Exception:
+            return self._slow(originator_id, version, topic, state)
+        if found_count != state.count(b'"_type_":') or type(fields) is not dict:
+            return self._slow(originator_id, version, topic, state)
+        cls, convert, class_version, _ = known
+        fields["originator_id"] = originator_id if convert is None else convert(originator_id)
+        fields["originator_version"] = version
+        if class_version != 1 or "class_version" in fields:
+            _upcast(cls, class_version, fields)
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", fields)
+        return event
+
+    def _slow(self, originator_id: Any, version: int, topic: str, state: bytes) -> Any:
+        """A topic's first event, or a state of another shape: revived in full (learning
+        the topic's keys), or decided by the mapper itself."""
         if self._fast:
             try:
-                fields = self._fields(topic, state)
+                fields = _loads(state)
+                wrapped = tuple(
+                    key
+                    for key, value in fields.items()
+                    if type(value) is dict
+                    and len(value) == 2
+                    and "_type_" in value
+                    and "_data_" in value
+                )
+                fields = self._revive(fields)
             except Exception:
                 fields = None
             if type(fields) is dict:
-                return self._event(topic, originator_id, version, fields)
+                cls = resolve_topic(topic)
+                convert = find_id_convertor(cls, cast("Hashable", self._id_type))
+                class_version = getattr(cls, "class_version", 1)
+                identity = None if convert is pass_through_convertor else convert
+                self._classes[topic] = (cls, identity, class_version, wrapped)
+                fields["originator_id"] = convert(originator_id)
+                fields["originator_version"] = version
+                _upcast(cls, class_version, fields)
+                event = object.__new__(cls)
+                object.__setattr__(event, "__dict__", fields)
+                return event
         return self._mapper.to_domain_event(StoredEvent(originator_id, version, topic, state))
-
-    def _fields(self, topic: str, state: bytes) -> Any:
-        """The decoded state. An event's transcoded values are top-level values of the same
-        keys for every event of a topic: those keys are remembered per topic and revived
-        directly, as long as they account for every `"_type_":` in the stored bytes (inside a
-        JSON string those quotes would be escaped). Any other shape is revived in full."""
-        fields = _loads(state)
-        expected = state.count(b'"_type_":')
-        revivers = self._revivers
-        found = 0
-        for key in self._wrapped.get(topic, ()):
-            value = fields[key]
-            if type(value) is dict and len(value) == 2:
-                fields[key] = revivers[value["_type_"]](value["_data_"])
-                found += 1
-        if found == expected:
-            return fields
-        fields = _loads(state)
-        self._wrapped[topic] = tuple(
-            key
-            for key, value in fields.items()
-            if type(value) is dict and len(value) == 2 and "_type_" in value and "_data_" in value
-        )
-        return self._revive(fields)
 
     def _revive(self, value: Any) -> Any:
         """What the transcoder's object hook makes of a decoded JSON value: every JSON
@@ -304,20 +333,10 @@ class EventDecoder:
                     value[i] = self._revive(item)
         return value
 
-    def _event(self, topic: str, originator_id: Any, version: int, fields: dict[str, Any]) -> Any:
-        """The end of `Mapper.to_domain_event`, from its decoded state on."""
-        known = self._classes.get(topic)
-        if known is None:
-            cls = resolve_topic(topic)
-            convert = find_id_convertor(cls, cast("Hashable", self._id_type))
-            known = self._classes[topic] = (cls, convert, getattr(cls, "class_version", 1))
-        cls, convert, class_version = known
-        fields["originator_id"] = convert(originator_id)
-        fields["originator_version"] = version
-        from_version = fields.pop("class_version", 1)
-        while from_version < class_version:
-            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(fields)
-            from_version += 1
-        event = object.__new__(cls)
-        object.__setattr__(event, "__dict__", fields)
-        return event
+
+def _upcast(cls: Any, class_version: int, fields: dict[str, Any]) -> None:
+    """As `Mapper.to_domain_event` upcasts a stored state to its class's version."""
+    from_version = fields.pop("class_version", 1)
+    while from_version < class_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(fields)
+        from_version += 1
