@@ -369,19 +369,28 @@ class Projector:
     ) -> None:
         """Hand each model, in log order, the events it reads and has not handled yet."""
         after = [positions[m.name] for m in self.models]
+        floor = min(after, default=0)
+        level = max(after, default=0) == floor  # then one test per event, not per model
         batches: list[list[Item]] = [[] for _ in self.models]
+        add = [batch.append for batch in batches]
         routes = self._routes
         for position, stream, event in events:
-            route = routes.get(type(event))
+            kind = type(event)
+            route = routes.get(kind)
             if route is None:
-                route = routes[type(event)] = tuple(
-                    i for i, m in enumerate(self.models) if issubclass(type(event), m.reads)
+                route = routes[kind] = tuple(
+                    i for i, m in enumerate(self.models) if issubclass(kind, m.reads)
                 )
             if route:
                 item = (stream, event)
-                for i in route:
-                    if position > after[i]:
-                        batches[i].append(item)
+                if level:
+                    if position > floor:
+                        for i in route:
+                            add[i](item)
+                else:
+                    for i in route:
+                        if position > after[i]:
+                            add[i](item)
         for model, items in zip(self.models, batches, strict=True):
             if items:
                 model.project(cur, items)
