@@ -5,18 +5,19 @@ A rebuild is bound by this process's CPU: reading and decoding the log, then eac
 Python. Read models keep their rows by stream (an order's row, its ledger lines, an appeal's
 queue entry, a trader's sanctions), except for a few tables of sums over many streams (a
 trader's counters, an asset's totals: `Rows.summed`). So the streams are split into as many
-parts as there are cores (by the last hex digit of their id, `EventLog.pages(part=...)`), and each
-process reads, decodes and projects only its own part's events, up to the same last id: rows
-by stream come out of exactly one part, and a table of sums is the sum of the parts' tables.
+shares as there are cores (by the last hex digit of their id, `EventLog.pages(part=...)`),
+and each process reads, decodes and projects only its own share's events, up to the same
+last id: rows by stream come out of exactly one share, and a table of sums is the sum of the
+shares' tables.
 
 Each process replays into a scratch store of its own: a SQLite file (without a journal: a
 crash only loses it; its tables not clustered by their random keys, see `SQLiteReadStore`;
-the processes' page caches sharing the memory of one, which keeps them together within the
-300 MB a rebuild may take), or a PostgreSQL schema. This process then replaces the store's
-tables in one transaction: rows by stream copied from every part (on SQLite in key order, so
-that each b-tree is built by appending), tables of sums added up row by row, indexes created,
-positions set to that last id. Until that commit the store keeps its old tables, and a
-process that fails leaves it as it was.
+the processes' page caches sharing half the memory of the store's, which keeps the process
+tree within the 300 MB a rebuild may take), or a PostgreSQL schema. This process then
+replaces the store's tables in one transaction: rows by stream copied from every share in
+key order (each primary-key b-tree built by appending), tables of sums added up row by row,
+indexes created, positions set to that last id. Until that commit the store keeps its old
+tables, and a process that fails leaves it as it was.
 """
 
 from __future__ import annotations
