@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -49,6 +50,39 @@ def partition_of(stream: str, parts: int) -> int:
     return int(stream[-1], 16) % parts
 
 
+@dataclass(frozen=True)
+class _Dialect:
+    """How a page of the log is selected on one backend."""
+
+    id: str  # the notification id column
+    stream: str  # the stream id as UUID text
+    digit: str  # the last hex digit of the stream id, as a number
+    mark: str  # a parameter
+    mod: str  # the modulo operator, as written beside parameters
+
+
+# SQLite keeps the id as 32 hex digits: the dashes are put in by SQLite itself.
+_DASHED = "||'-'||".join(
+    f"substr(originator_id, {a}, {n})" for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+)
+_SQL = {
+    "sqlite": _Dialect(
+        id="rowid",
+        stream=f"CASE WHEN length(originator_id) = 32 THEN {_DASHED} ELSE originator_id END",
+        digit="(instr('0123456789abcdef', substr(originator_id, 32, 1)) - 1)",
+        mark="?",
+        mod="%",
+    ),
+    "postgresql": _Dialect(
+        id="notification_id",
+        stream="originator_id::text",
+        digit="(get_byte(uuid_send(originator_id), 15) %% 16)",
+        mark="%s",
+        mod="%%",
+    ),
+}
+
+
 class EventLog:
     """An application's notification log, read in pages of `Row`s."""
 
@@ -60,6 +94,11 @@ class EventLog:
             else "postgresql"
             if isinstance(recorder, PostgresApplicationRecorder)
             else "memory"
+        )
+        self._table = (
+            f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+            if self.backend == "postgresql"
+            else getattr(recorder, "events_table_name", "")
         )
 
     def decoder(self, mapper: Mapper[Any]) -> EventDecoder:
@@ -107,48 +146,42 @@ class EventLog:
         self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
     ) -> list[Row]:
         """Rows after id `after`, up to id `stop`, of streams of `part`, at most `limit`."""
-        if self.backend == "sqlite":
-            return self._sqlite_select(after, stop, part, limit)
-        if self.backend == "postgresql":
-            return self._pg_select(after, stop, part, limit)
-        found = self.recorder.select_notifications(
-            after,
-            limit or int(stop or 0) - after,
-            stop=stop,
-            inclusive_of_start=False,
-        )
-        rows = [(n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found]
-        return rows if part is None else [r for r in rows if partition_of(r[1], part[1]) == part[0]]
-
-    def _sqlite_select(
-        self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
-    ) -> list[Row]:
-        where = "rowid > ?"
-        params: list[int] = [after]
+        if self.backend == "memory":
+            found = self.recorder.select_notifications(
+                after, limit or int(stop or 0) - after, stop=stop, inclusive_of_start=False
+            )
+            every: list[Row] = [
+                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state) for n in found
+            ]
+            if part is None:
+                return every
+            return [r for r in every if partition_of(r[1], part[1]) == part[0]]
+        sql = _SQL[self.backend]
+        where = [f"{sql.id} > {sql.mark}"]
+        params = [after]
         if stop is not None:
-            where += " AND rowid <= ?"
+            where.append(f"{sql.id} <= {sql.mark}")
             params.append(stop)
         if part is not None:
-            where += " AND (instr('0123456789abcdef', substr(originator_id, 32, 1)) - 1) % ? = ?"
+            where.append(f"{sql.digit} {sql.mod} {sql.mark} = {sql.mark}")
             params += [part[1], part[0]]
-        # The id is stored as 32 hex digits; dashes are put in by SQLite, and rows come back
-        # as plain tuples: reading stays in C.
-        dashed = "||'-'||".join(
-            f"substr(originator_id, {a}, {n})"
-            for a, n in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
-        )
-        sql = (
-            f"SELECT rowid, CASE WHEN length(originator_id) = 32 THEN {dashed} "
-            "ELSE originator_id END, originator_version, topic, state "
-            f"FROM {self.recorder.events_table_name} WHERE {where} ORDER BY rowid"
+        text = (
+            f"SELECT {sql.id}, {sql.stream}, originator_version, topic, state "
+            f"FROM {self._table} WHERE {' AND '.join(where)} ORDER BY {sql.id}"
         )
         if limit is not None:
-            sql += " LIMIT ?"
+            text += f" LIMIT {sql.mark}"
             params.append(limit)
-        with self.recorder.datastore.transaction(commit=False) as c:
-            c.sqlite_cursor.row_factory = None
-            c.execute(sql, params)
-            rows: list[Row] = c.fetchall()
+        rows: list[Row]
+        if self.backend == "sqlite":
+            with self.recorder.datastore.transaction(commit=False) as c:
+                c.sqlite_cursor.row_factory = None  # plain tuples: reading stays in C
+                c.execute(text, params)
+                rows = c.fetchall()
+        else:
+            with self._pg_cursor() as cur:
+                cur.execute(text, params, binary=True)
+                rows = cur.fetchall()
         return rows
 
     def _pg_sql(self, text: str) -> Any:
@@ -166,29 +199,6 @@ class EventLog:
                 yield cur
 
         return cursor()
-
-    def _pg_select(
-        self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
-    ) -> list[Row]:
-        where = "notification_id > %s"
-        params: list[int] = [after]
-        if stop is not None:
-            where += " AND notification_id <= %s"
-            params.append(stop)
-        if part is not None:
-            where += " AND get_byte(uuid_send(originator_id), 15) %% 16 %% %s = %s"
-            params += [part[1], part[0]]
-        text = (
-            "SELECT notification_id, originator_id::text, originator_version, topic, state "
-            f"FROM {{}}.{{}} WHERE {where} ORDER BY notification_id"
-        )
-        if limit is not None:
-            text += " LIMIT %s"
-            params.append(limit)
-        with self._pg_cursor() as cur:
-            cur.execute(self._pg_sql(text), params, binary=True)
-            rows: list[Row] = cur.fetchall()
-        return rows
 
     def rows(self, **kw: Any) -> Iterator[Row]:
         for page in self.pages(**kw):
