@@ -135,9 +135,8 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
     not survive."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes: list[subprocess.Popen[bytes]] = []
-    replies: list[Connection[Any, Any]] = []
+    pending: dict[Connection[Any, Any], int] = {}  # reply pipe -> its share, until done
     read = 0
-    pending: dict[int, Connection[Any, Any]] = {}
     try:
         for i, job in enumerate(jobs):
             process = subprocess.Popen(
@@ -150,14 +149,14 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
             assert process.stdin is not None and process.stdout is not None
             pickle.dump(job, process.stdin)
             process.stdin.close()
-            pending[i] = Connection(os.dup(process.stdout.fileno()), writable=False)
-            replies.append(pending[i])
+            pending[Connection(os.dup(process.stdout.fileno()), writable=False)] = i
             process.stdout.close()
         while pending:
-            for ready in wait(list(pending.values())):
-                i = replies.index(ready)  # type: ignore[arg-type]
+            for ready in wait(list(pending)):
+                assert isinstance(ready, Connection)
+                i = pending[ready]
                 try:
-                    message = replies[i].recv()
+                    message = ready.recv()
                 except EOFError:
                     raise RuntimeError(f"rebuild of part {i} of the streams died") from None
                 if isinstance(message, int):
@@ -165,7 +164,8 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
                     if progress is not None:
                         progress(message)
                 elif message is None:
-                    del pending[i]
+                    del pending[ready]
+                    ready.close()
                 else:
                     raise RuntimeError(f"rebuild of part {i} of the streams failed:\n{message}")
     finally:
@@ -173,7 +173,7 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
             if pending:
                 process.kill()
             process.wait()
-        for reply in replies:
+        for reply in pending:
             reply.close()
     return read
 
