@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from commands.queries import LedgerView
 from escrow.order import Order
+from escrow.recording import stream_id
 from escrow.vocabulary import OrderState
 from projections.base import Item, ReadModel
 from projections.readstore import Cursor, ReadStore
@@ -50,8 +51,6 @@ class Ledger(ReadModel):
 
     def indexes(self, store: ReadStore) -> list[str]:
         return [
-            "CREATE INDEX IF NOT EXISTS escrow_ledger_lines_order "
-            "ON escrow_ledger_lines (order_ref)",
             "CREATE INDEX IF NOT EXISTS escrow_ledger_lines_asset "
             "ON escrow_ledger_lines (asset, at)",
         ]
@@ -187,9 +186,9 @@ def ledger_lines(
     """Movement lines, newest first, for one order or one asset."""
     where: list[str] = []
     params: list[Any] = []
-    if order is not None:
-        where.append("order_ref = ?")
-        params.append(order)
+    if order is not None:  # an order's stream id is made from its ref: its lines are a key range
+        where.append("stream = ?")
+        params.append(str(stream_id(Order.KIND, order)))
     if asset is not None:
         where.append("asset = ?")
         params.append(asset)

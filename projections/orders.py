@@ -63,7 +63,6 @@ class Orders(ReadModel):
 
     def indexes(self, store: ReadStore) -> list[str]:
         return [
-            "CREATE UNIQUE INDEX IF NOT EXISTS escrow_orders_ref ON escrow_orders (ref)",
             "CREATE INDEX IF NOT EXISTS escrow_orders_state ON escrow_orders (state, created_at)",
             "CREATE INDEX IF NOT EXISTS escrow_orders_seller ON escrow_orders (seller, created_at)",
             "CREATE INDEX IF NOT EXISTS escrow_orders_buyer ON escrow_orders (buyer, created_at)",
