@@ -22,6 +22,7 @@ tables, and a process that fails leaves it as it was.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import subprocess
@@ -53,6 +54,11 @@ from projections.rows import EXACT, Rows
 # Events in the log from which a rebuild is parallel: starting a process (imports, connections)
 # takes about a second, which a short log does not repay.
 PARALLEL_FROM = 50_000
+
+
+class ShareFailed(RuntimeError):
+    """A share of the rebuild failed (its error or traceback in the message): the store
+    keeps its tables as they were."""
 
 
 @dataclass(frozen=True)
@@ -127,18 +133,47 @@ def _scratch(store: ReadStore, parts: int) -> Iterator[tuple[list[str], str | No
 
 
 def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
-    """Run the jobs in processes of their own, reporting the events they replay as they go;
-    returns how many they replayed together.
+    """Replay the first job in this process and each other one in a process of its own,
+    reporting the events they replay as they go; returns how many they replayed together.
 
-    The processes are new interpreters (`python -c`), not `multiprocessing` ones: those
-    would import the caller's main module again, which a script without a main guard does
-    not survive."""
+    This process takes a share itself rather than wait idle: one interpreter fewer to start
+    and to hold in memory. The others are new interpreters (`python -c`), not
+    `multiprocessing` ones: those would import the caller's main module again, which a
+    script without a main guard does not survive."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes: list[subprocess.Popen[bytes]] = []
     pending: dict[Connection[Any, Any], int] = {}  # reply pipe -> its share, until done
     read = 0
+
+    def count(events: int) -> None:
+        nonlocal read
+        read += events
+        if progress is not None:
+            progress(events)
+
+    def collect(timeout: float | None) -> None:
+        for ready in wait(list(pending), timeout):
+            assert isinstance(ready, Connection)
+            i = pending[ready]
+            try:
+                message = ready.recv()
+            except EOFError:
+                raise ShareFailed(f"rebuild of part {i} of the streams died") from None
+            if isinstance(message, int):
+                count(message)
+            elif message is None:
+                del pending[ready]
+                ready.close()
+            else:
+                raise ShareFailed(f"rebuild of part {i} of the streams failed:\n{message}")
+
+    def here(events: int) -> None:
+        """This process's progress, page by page: the others' news is read in between."""
+        count(events)
+        collect(0)
+
     try:
-        for i, job in enumerate(jobs):
+        for i, job in enumerate(jobs[1:], start=1):
             process = subprocess.Popen(
                 [sys.executable, "-c", "from projections.parallel import child; child()"],
                 stdin=subprocess.PIPE,
@@ -151,23 +186,14 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
             process.stdin.close()
             pending[Connection(os.dup(process.stdout.fileno()), writable=False)] = i
             process.stdout.close()
+        try:  # through pickle, as the others get theirs: models of its own, holding no rows
+            _replay(pickle.loads(pickle.dumps(jobs[0])), here)
+        except ShareFailed:
+            raise  # another share's, read in between this one's pages
+        except Exception as error:  # as another share's would show, whichever fails first
+            raise ShareFailed(f"rebuild of part 0 of the streams failed: {error!r}") from error
         while pending:
-            for ready in wait(list(pending)):
-                assert isinstance(ready, Connection)
-                i = pending[ready]
-                try:
-                    message = ready.recv()
-                except EOFError:
-                    raise RuntimeError(f"rebuild of part {i} of the streams died") from None
-                if isinstance(message, int):
-                    read += message
-                    if progress is not None:
-                        progress(message)
-                elif message is None:
-                    del pending[ready]
-                    ready.close()
-                else:
-                    raise RuntimeError(f"rebuild of part {i} of the streams failed:\n{message}")
+            collect(None)
     finally:
         for process in processes:
             if pending:
@@ -183,24 +209,45 @@ def child() -> None:
     sending progress (ints) then None on stdout, or the traceback (a str) if it fails."""
     out = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # the replies' pipe carries nothing else
-    send = out.send
-
     try:
-        job: _Job = pickle.load(sys.stdin.buffer)
-        app = job.app_type(env=job.env)
-        store: ReadStore = (
-            SQLiteReadStore(job.scratch, CACHE_KB // (2 * job.share.n), scratch=True)
-            if job.conninfo is None
-            else PostgresReadStore(job.conninfo, job.scratch)
-        )
+        _replay(pickle.load(sys.stdin.buffer), out.send)
+        out.send(None)
+    except BaseException:
+        out.send(traceback.format_exc())
+        raise
+
+
+def _replay(job: _Job, progress: Callable[[int], None]) -> None:
+    """Replay `job`'s share of the log into its scratch store."""
+    app = job.app_type(env=job.env)
+    store: ReadStore = (
+        SQLiteReadStore(job.scratch, CACHE_KB // (2 * job.share.n), scratch=True)
+        if job.conninfo is None
+        else PostgresReadStore(job.conninfo, job.scratch)
+    )
+    try:
         projector = Projector(app, store, job.models, batch=job.batch, share=job.share)
-        projector.replay(job.models, send, index=False)
-        send(None)
+        with _rare_collections():
+            projector.replay(job.models, progress, index=False)
+    finally:
         store.close()
         app.close()
-    except BaseException:
-        send(traceback.format_exc())
-        raise
+
+
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """A replay makes objects for every event and frees nearly all of them by reference
+    counting; at the collector's default thresholds the cyclic collector would also walk
+    the modules and held rows again and again (10% of a replay). Objects that exist before
+    are set aside, and collections are made rare, until the replay ends."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @contextmanager

@@ -5,6 +5,8 @@ must leave the store as it was."""
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +48,19 @@ def test_a_parallel_rebuild_equals_the_live_tables(engine: Escrow, store_url: st
     assert not _scratch_left(engine)
 
 
+def test_the_caller_keeps_its_garbage_collector_settings(engine: Escrow) -> None:
+    """The share replayed in the caller's process makes collections rare while it runs
+    (`parallel._rare_collections`); an embedding backend gets its own settings back."""
+    before = gc.get_threshold()
+    gc.set_threshold(900, 11, 12)
+    try:
+        engine.projector.rebuild()
+        assert gc.get_threshold() == (900, 11, 12)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_every_share_holds_part_of_the_sums(engine: Escrow) -> None:
     """The traders' counters come from orders of several shares: a rebuild that kept one
     share's rows instead of adding them up would show fewer orders than the live table."""
@@ -76,17 +91,26 @@ def _scratch_left(engine: Escrow) -> list[str]:
 
 
 class Broken(Orders):
-    """Fails in the rebuild's process (the class is pickled there)."""
+    """Fails in every share, or (`elsewhere`) only in the processes the rebuild starts: the
+    share this process replays itself then succeeds, and learns of the others' failure."""
+
+    def __init__(self, elsewhere: bool = False) -> None:
+        super().__init__()
+        self.pid = os.getpid() if elsewhere else None  # pickled with the model
 
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
-        raise ValueError("broken model")
+        if self.pid is None or os.getpid() != self.pid:
+            raise ValueError("broken model")
 
 
-def test_a_failing_share_raises_and_leaves_the_store_as_it_was(engine: Escrow) -> None:
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["everywhere", "elsewhere"])
+def test_a_failing_share_raises_and_leaves_the_store_as_it_was(
+    engine: Escrow, elsewhere: bool
+) -> None:
     live = snapshot(engine)
     models = [m for m in read_models() if m.name != "orders"]
-    projector = Projector(engine.app, engine.read, [*models, Broken()])
-    with pytest.raises(RuntimeError, match="broken model"):
+    projector = Projector(engine.app, engine.read, [*models, Broken(elsewhere)])
+    with pytest.raises(parallel.ShareFailed, match="broken model"):
         projector.rebuild()
     assert snapshot(engine) == live
     assert not _scratch_left(engine)
