@@ -6,9 +6,9 @@ Python. Read models keep their rows by stream (an order's row, its ledger lines,
 queue entry, a trader's sanctions), except for a few tables of sums over many streams (a
 trader's counters, an asset's totals: `Rows.summed`). So the streams are split into as many
 shares as there are cores (by the last hex digit of their id, `EventLog.pages(part=...)`),
-and each process reads, decodes and projects only its own share's events, up to the same
-last id: rows by stream come out of exactly one share, and a table of sums is the sum of the
-shares' tables.
+and each process (this one included) reads, decodes and projects only its own share's
+events, up to the same last id: rows by stream come out of exactly one share, and a table of
+sums is the sum of the shares' tables.
 
 Each process replays into a scratch store of its own: a SQLite file (without a journal: a
 crash only loses it; its tables not clustered by their random keys, see `SQLiteReadStore`;
