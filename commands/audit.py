@@ -139,12 +139,14 @@ class History(EventLog):
                 raise NotFound(f"no store at {path}")
             env["SQLITE_DBNAME"] = f"file:{quote(str(path.resolve()))}?mode=ro"
         else:
-            env.update(POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="1")
+            env.update(POSTGRES_POOL_SIZE="2", POSTGRES_MAX_OVERFLOW="0")
         app = EscrowApplication(env=env)
         if config.backend == "postgresql":
-            # The recorder connects while it is built: every connection from now on is
-            # read-only at the server, and the ones already made are replaced.
+            # The recorder connects while it is built. Once the pool holds all its
+            # connections (a fixed size: none can be on its way with the old settings),
+            # every connection is replaced by one read-only at the server.
             pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+            pool.wait()
             pool.kwargs["options"] = "-c default_transaction_read_only=on"
             pool.drain()
         return cls(app, owned=True)
