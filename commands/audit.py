@@ -216,33 +216,6 @@ class History(EventLog):
         """(version, topic, decoded fields) of every event of one stream."""
         return [(v, t, self.decode(state)) for _nid, v, t, state in self.stream_rows(key)]
 
-    def stream_rows(self, key: UUID) -> list[tuple[int, int, str, bytes]]:
-        """(notification id, version, topic, stored state) of one stream."""
-        if self.backend == "sqlite":
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT rowid, originator_version, topic, state FROM "
-                    f"{self.recorder.events_table_name} WHERE originator_id = ? "
-                    "ORDER BY originator_version",
-                    [key.hex],
-                )
-                return [(r[0], r[1], r[2], r[3]) for r in c.fetchall()]
-        if self.backend == "postgresql":
-            with self._pg_cursor() as cur:
-                cur.execute(
-                    self._pg_sql(
-                        "SELECT notification_id, originator_version, topic, state FROM {}.{} "
-                        "WHERE originator_id = %s ORDER BY originator_version"
-                    ),
-                    [key],
-                    binary=True,
-                )
-                return [(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
-        rows = []  # in memory: the log is small, and only it knows the notification ids
-        for page in self.pages():
-            rows += [(r[0], r[2], r[3], r[4]) for r in page if r[1] == str(key)]
-        return sorted(rows, key=lambda r: r[1])
-
     def aggregate(self, kind: str, ref: str, version: int | None = None) -> Any:
         cls = KINDS[kind]
         try:

@@ -6,8 +6,9 @@ often in several processes at once. The recorder's `select_notifications` follow
 a `UUID` parsed from text per event (which a read model prints back to text for its keys), a
 Python object hook call per JSON object. Here one statement per page returns plain tuples with
 the stream id already as UUID text, and `EventDecoder` makes from them the very event objects
-the mapper makes (`tests/test_event_log.py` compares both on every event of random histories),
-parsing the JSON with msgspec (in C, integers of any size, as `json` does) and applying the transcodings afterwards.
+the mapper makes (`tests/test_event_log.py` compares both on every event of random
+histories), parsing the JSON with msgspec (in C, integers of any size, as `json` does) and
+applying the transcodings afterwards.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier
 
 # One stored event as read from the log: notification id, stream id (UUID text), version,
 # topic, stored state (bytes, as the recorder keeps it).
@@ -107,15 +107,9 @@ class EventLog:
         return EventDecoder(mapper, getattr(datastore, "originator_id_type", "uuid") == "uuid")
 
     def count(self) -> int:
-        if self.backend == "sqlite":
-            with self.recorder.datastore.transaction(commit=False) as c:
-                c.execute(f"SELECT COUNT(*) FROM {self.recorder.events_table_name}")
-                return int(c.fetchone()[0])
-        if self.backend == "postgresql":
-            with self._pg_cursor() as cur:
-                cur.execute(self._pg_sql("SELECT COUNT(*) FROM {}.{}"))
-                return int(cur.fetchone()[0])
-        return int(self.recorder.max_notification_id() or 0)
+        if self.backend == "memory":
+            return int(self.recorder.max_notification_id() or 0)
+        return int(self._fetch(f"SELECT COUNT(*) FROM {self._table}", [])[0][0])
 
     def pages(
         self,
@@ -141,6 +135,19 @@ class EventLog:
             if rows := self._select(after, stop, part, None):
                 yield rows
             after = stop
+
+    def stream_rows(self, key: UUID) -> list[tuple[int, int, str, bytes]]:
+        """(notification id, version, topic, stored state) of one stream, in version order."""
+        if self.backend == "memory":  # the log is small, and only it knows the notification ids
+            rows = [(r[0], r[2], r[3], r[4]) for r in self.rows() if r[1] == str(key)]
+            return sorted(rows, key=lambda r: r[1])
+        sql = _SQL[self.backend]
+        found = self._fetch(
+            f"SELECT {sql.id}, originator_version, topic, state FROM {self._table} "
+            f"WHERE originator_id = {sql.mark} ORDER BY originator_version",
+            [key.hex if self.backend == "sqlite" else key],  # SQLite keeps 32 hex digits
+        )
+        return [(r[0], r[1], r[2], bytes(r[3])) for r in found]
 
     def _select(
         self, after: int, stop: int | None, part: tuple[int, int] | None, limit: int | None
@@ -172,22 +179,20 @@ class EventLog:
         if limit is not None:
             text += f" LIMIT {sql.mark}"
             params.append(limit)
-        rows: list[Row]
+        return self._fetch(text, params)
+
+    def _fetch(self, text: str, params: list[Any]) -> list[Any]:
+        """Every row of a statement on the store's SQL backend, as plain tuples."""
         if self.backend == "sqlite":
             with self.recorder.datastore.transaction(commit=False) as c:
                 c.sqlite_cursor.row_factory = None  # plain tuples: reading stays in C
                 c.execute(text, params)
-                rows = c.fetchall()
-        else:
-            with self._pg_cursor() as cur:
-                cur.execute(text, params, binary=True)
-                rows = cur.fetchall()
-        return rows
-
-    def _pg_sql(self, text: str) -> Any:
-        return SQL(text).format(
-            Identifier(self.recorder.datastore.schema), Identifier(self.recorder.events_table_name)
-        )
+                rows: list[Any] = c.fetchall()
+                return rows
+        with self._pg_cursor() as cur:
+            cur.execute(text, params, binary=True)
+            rows = cur.fetchall()
+            return rows
 
     def _pg_cursor(self) -> Any:
         @contextmanager
@@ -233,9 +238,9 @@ class EventDecoder:
     With the library's JSON transcoder and neither cipher nor compressor, the state is parsed
     by msgspec and each transcoded value (`{"_type_": name, "_data_": data}`) is revived
     afterwards, innermost first, exactly where the transcoder's object hook would have revived
-    it. Anything else (another transcoder, a cipher or compressor, JSON msgspec refuses (NaN, infinities), an
-    unknown transcoding) goes through the mapper itself, which decides or raises its own
-    error."""
+    it. Anything else (another transcoder, a cipher or compressor, JSON msgspec refuses: NaN,
+    infinities; an unknown transcoding) goes through the mapper itself, which decides or
+    raises its own error."""
 
     def __init__(self, mapper: Mapper[Any], uuid_ids: bool = True) -> None:
         self._mapper = mapper

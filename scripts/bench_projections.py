@@ -143,8 +143,8 @@ def _rebuild(url: str, batch: int, out: Any) -> None:
 
 
 class TreeRss(threading.Thread):
-    """The largest sum of resident sets of this process and its descendants (a rebuild runs
-    groups of read models in processes of its own), sampled every 20 ms."""
+    """The largest sum of resident sets of this process and its descendants (a rebuild
+    replays shares of the streams in processes of its own), sampled every 20 ms."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)

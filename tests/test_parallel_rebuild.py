@@ -36,7 +36,7 @@ def engine(
     return built
 
 
-def test_a_parallel_rebuild_equals_the_live_tables(engine: Escrow, store_url: str) -> None:
+def test_a_parallel_rebuild_equals_the_live_tables(engine: Escrow) -> None:
     assert parallel.worth_it(engine.projector, engine.projector.models)
     live = snapshot(engine)
     read: list[int] = []
