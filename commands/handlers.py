@@ -7,7 +7,6 @@ one transaction, and projections follow the log.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 from commands.models import (
@@ -42,6 +41,11 @@ from commands.system import (
 )
 from commands.unit import Unit
 from escrow.appeal import Appeal
+from escrow.consequences import (
+    refunds_requested,
+    suspend_buyer_on_freeze,
+    suspend_seller_on_refused_refund,
+)
 from escrow.errors import (
     DuplicateId,
     EscrowError,
@@ -52,7 +56,7 @@ from escrow.errors import (
 )
 from escrow.order import Order
 from escrow.trader import Trader
-from escrow.vocabulary import SYSTEM, Reason, SanctionKind
+from escrow.vocabulary import SYSTEM
 
 Handler = Callable[[Unit, Any], None]
 
@@ -127,15 +131,7 @@ def open_appeal(u: Unit, c: OpenAppeal) -> None:
         )
     )
     order.appeal_opened(appeal.ref, by, appeal.issue, u.now)
-    if appeal.reason == Reason.BANK_ACCOUNT_FROZEN:  # C4/R7: the buyer is suspended at once (S2)
-        u.trader(order.buyer).sanction(
-            SanctionKind.TRADING_SUSPENSION_24H,
-            by=by,
-            at=u.now,
-            policy=u.policy,
-            rule="C4",
-            appeal=appeal.ref,
-        )
+    suspend_buyer_on_freeze(appeal, lambda: u.trader(order.buyer), by, u.policy, u.now)
 
 
 def _appeal_and_order(u: Unit, ref: str) -> tuple[Appeal, Order]:
@@ -163,9 +159,7 @@ def start_review(u: Unit, c: StartReview) -> None:
 def request_refund(u: Unit, c: RequestRefund) -> None:
     appeal, order = _appeal_and_order(u, c.appeal)
     others = (u.find(Appeal, ref) for ref in order.appeals if ref != appeal.ref)
-    total = appeal.requested_refunds() + sum(
-        (a.requested_refunds() for a in others if a is not None), Decimal(0)
-    )
+    total = refunds_requested(appeal, others)
     appeal.request_refund(u.actor(c.by), c.amount, c.note, order, total, u.now)
 
 
@@ -183,16 +177,7 @@ def refuse_refund(u: Unit, c: RefuseRefund) -> None:
     appeal, order = _appeal_and_order(u, c.appeal)
     by = u.actor(c.by)
     appeal.refuse_refund(by, order, u.now)
-    seller = u.trader(order.seller)
-    if not any(s["kind"] == SanctionKind.P2P_SUSPENSION for s in seller.active(u.now)):
-        seller.sanction(
-            SanctionKind.P2P_SUSPENSION,
-            by=by,
-            at=u.now,
-            policy=u.policy,
-            rule="S1",
-            appeal=appeal.ref,
-        )
+    suspend_seller_on_refused_refund(appeal, u.trader(order.seller), by, u.policy, u.now)
 
 
 def request_payment_proof(u: Unit, c: RequestPaymentProof) -> None:

@@ -1,188 +1,174 @@
-"""What the embedding API answers: plain, typed snapshots of the aggregates and read models."""
+"""What a caller may ask: aggregates as they are now, what an actor may do next, and the
+read models. Aggregate queries read their stream (the authority); read-model queries first pull
+any event another process recorded since this engine last projected, so they never answer from
+stale tables."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from eventsourcing.application import AggregateNotFoundError
 
+from commands.bootstrap import Wiring
+from commands.execution import CommandRunner
 from escrow.appeal import Appeal
+from escrow.application import project
+from escrow.clock import Clock
+from escrow.durations import parse_duration
+from escrow.errors import NotFound, ValidationError
+from escrow.machines import APPEAL, ORDER, Situation
 from escrow.order import Order
+from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
+from escrow.views import AppealView, LedgerView, OrderView, TraderView
+from projections import appeal_queue as queue_model
+from projections import orders as orders_model
+from projections import traders as traders_model
+from projections.appeal_queue import QueueItem
+from projections.ledger import LedgerLine, ledger_lines, ledgers
+from projections.orders import OrderRow
+from projections.traders import TraderStats
 
 
-class View(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Queries:
+    def __init__(self, wiring: Wiring, runner: CommandRunner, clock: Clock) -> None:
+        self.wiring = wiring
+        self.runner = runner
+        self.clock = clock
+        # What embedding code and the tools reach for, named as they always were.
+        self.app = wiring.app
+        self.read = wiring.read
+        self.projector = wiring.projector
+        self.read_models = wiring.read_models
+        self.policy = runner.policy
+        self.agents = runner.agents
 
+    def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
+        try:
+            return self.app.repository.get(
+                stream_id(cls.KIND, ref), version=version, projector_func=project
+            )
+        except AggregateNotFoundError:
+            raise NotFound(f"no {cls.KIND} {ref!r}") from None
 
-class EscrowBalance(View):
-    locked: Decimal
-    released: Decimal
-    returned: Decimal
+    def order(self, ref: str) -> OrderView:
+        return OrderView.of(self._load(Order, ref))
 
+    def appeal(self, ref: str) -> AppealView:
+        return AppealView.of(self._load(Appeal, ref))
 
-class OrderView(View):
-    order: str
-    version: int
-    state: str
-    seller: str
-    buyer: str
-    asset: str
-    amount: Decimal
-    price: Decimal
-    reference_price: Decimal
-    fiat: str
-    fiat_amount: Decimal
-    paid_amount: Decimal | None
-    payment_method: str
-    instant: bool
-    payment_deadline: datetime
-    created_at: datetime
-    paid_at: datetime | None
-    closed_at: datetime | None
-    cancel_reason: str | None
-    open_appeal: str | None
-    appeals: list[str]
-    escrow: EscrowBalance
+    def trader(self, name: str, at: datetime | None = None) -> TraderView:
+        try:
+            found: Trader | None = self._load(Trader, name)
+        except NotFound:
+            found = None
+        return TraderView.of(name, found, at or self.clock.now())
 
-    @classmethod
-    def of(cls, o: Order) -> OrderView:
-        return cls(
-            order=o.ref,
-            version=o.version,
-            state=o.state,
-            seller=o.seller,
-            buyer=o.buyer,
-            asset=o.asset,
-            amount=o.amount,
-            price=o.price,
-            reference_price=o.reference_price,
-            fiat=o.fiat,
-            fiat_amount=o.fiat_amount,
-            paid_amount=o.paid_amount,
-            payment_method=o.payment_method,
-            instant=o.instant,
-            payment_deadline=o.payment_deadline,
-            created_at=o.created_on,
-            paid_at=o.paid_at,
-            closed_at=o.closed_at,
-            cancel_reason=o.cancel_reason,
-            open_appeal=o.open_appeal,
-            appeals=list(o.appeals),
-            escrow=EscrowBalance(locked=o.locked, released=o.released, returned=o.returned),
+    def ledger(self, asset: str) -> LedgerView:
+        self.projector.catch_up()
+        rows = self.read.query(
+            "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
+        )
+        values = [Decimal(str(v)) for v in rows[0]] if rows else [Decimal(0)] * 3
+        return LedgerView(asset=asset, in_escrow=values[0], released=values[1], returned=values[2])
+
+    def allowed(
+        self, actor: str, *, order: str | None = None, appeal: str | None = None
+    ) -> list[str]:
+        """What `actor` may do now on this order or appeal: the commands the rulebook would
+        accept from its current state (amount limits are checked when the command comes)."""
+        unit = self.runner.unit(self.clock.now())
+        who = unit.actor(actor)
+        now = self.clock.now()
+        if appeal is not None:
+            a = self._load(Appeal, appeal)
+            o = self._load(Order, a.order)
+            roles = a.roles_of(who)
+            situation = Situation(o, now, a, outcome=None)
+            return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
+        if order is None:
+            raise ValidationError("name an order or an appeal")
+        o = self._load(Order, order)
+        roles = o.roles_of(who)
+        commands = {"mark_paid", "cancel_order", "release", "open_appeal"}
+        situation = Situation(o, now, issue="")
+        return [
+            t
+            for t in ORDER.triggers(roles)
+            if t in commands and ORDER.allows(t, o.state, situation)
+        ]
+
+    # --- read models ----------------------------------------------------------------------
+    # Answered from the read-model tables (docs/projections.md), after pulling any event
+    # another process recorded since this engine last projected.
+
+    def orders(
+        self,
+        state: str | None = None,
+        trader: str | None = None,
+        limit: int = 100,
+        *,
+        asset: str | None = None,
+    ) -> list[OrderRow]:
+        """Orders newest first; `trader` matches either party."""
+        self.projector.catch_up()
+        return orders_model.query(self.read, state=state, trader=trader, asset=asset, limit=limit)
+
+    def appeal_queue(
+        self,
+        reason: str | None = None,
+        older_than: timedelta | str | None = None,
+        agent: str | None = None,
+        *,
+        unassigned: bool = False,
+        trader: str | None = None,
+        waits_on: str | None = None,
+        limit: int | None = None,
+        at: datetime | None = None,
+    ) -> list[QueueItem]:
+        """Open appeals oldest first; `older_than` (e.g. "2h") is measured back from `at`."""
+        if isinstance(older_than, str):
+            older_than = parse_duration(older_than)
+        self.projector.catch_up()
+        return queue_model.query(
+            self.read,
+            at or self.clock.now(),
+            reason=reason,
+            older_than=older_than,
+            agent=agent,
+            unassigned=unassigned,
+            trader=trader,
+            waits_on=waits_on,
+            limit=limit,
         )
 
+    def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
+        """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""
+        self.projector.catch_up()
+        return traders_model.stats(self.read, [name], at or self.clock.now())[0]
 
-class RefundView(View):
-    amount: Decimal
-    state: str
-    reported: Decimal | None
-    reference: str | None
-    note: str | None
+    def traders(
+        self, sort: str = "name", limit: int = 50, at: datetime | None = None
+    ) -> list[TraderStats]:
+        """`trader_stats` for the first traders by `sort` (name, orders, cancelled, appeals,
+        lost)."""
+        if sort not in traders_model.SORTS:
+            raise ValidationError(f"sort by one of {', '.join(traders_model.SORTS)}")
+        self.projector.catch_up()
+        at = at or self.clock.now()
+        names = traders_model.names(self.read, sort, limit)
+        return traders_model.stats(self.read, names, at)
 
+    def ledgers(self) -> list[LedgerView]:
+        """Escrow totals of every asset."""
+        self.projector.catch_up()
+        return ledgers(self.read)
 
-class AppealView(View):
-    appeal: str
-    version: int
-    order: str
-    state: str
-    reason: str
-    rule: str
-    opener: str
-    side: str
-    agent: str | None
-    outcome: str | None
-    refund_state: str | None
-    refunds: list[RefundView]
-    top_up: str | None
-    evidence_count: int
-    proof_deadline: datetime | None
-    freeze_deadline: datetime | None
-    opened_at: datetime
-    closed_at: datetime | None
-
-    @classmethod
-    def of(cls, a: Appeal) -> AppealView:
-        return cls(
-            appeal=a.ref,
-            version=a.version,
-            order=a.order,
-            state=a.state,
-            reason=a.reason,
-            rule=a.rule,
-            opener=a.opener,
-            side=a.side,
-            agent=a.agent,
-            outcome=a.outcome,
-            refund_state=a.refund_state,
-            refunds=[RefundView(**r) for r in a.refunds],
-            top_up=a.top_up,
-            evidence_count=len(a.evidence),
-            proof_deadline=a.proof_deadline,
-            freeze_deadline=a.freeze_deadline if not a.freeze_window_closed else None,
-            opened_at=a.opened_at,
-            closed_at=a.closed_at,
-        )
-
-
-class SanctionView(View):
-    kind: str
-    since: datetime
-    expires_at: datetime | None
-    appeal: str | None
-    severity: str | None
-
-
-class TraderView(View):
-    trader: str
-    can_trade: bool
-    sanctions: list[SanctionView]
-
-    @property
-    def kinds(self) -> set[str]:
-        return {s.kind for s in self.sanctions}
-
-    @classmethod
-    def of(cls, name: str, t: Trader | None, at: datetime) -> TraderView:
-        active = [] if t is None else t.active(at)
-        return cls(
-            trader=name,
-            can_trade=not active,
-            sanctions=[
-                SanctionView(
-                    kind=s["kind"],
-                    since=s["since"],
-                    expires_at=s["expires_at"],
-                    appeal=s["appeal"],
-                    severity=s["severity"],
-                )
-                for s in active
-            ],
-        )
-
-
-class LedgerView(View):
-    asset: str
-    in_escrow: Decimal
-    released: Decimal
-    returned: Decimal
-
-
-class Recorded(View):
-    """One event a command recorded."""
-
-    stream: str  # order | appeal | trader | command
-    ref: str
-    version: int
-    event: str
-    rule: str | None
-    actor: str
-    at: datetime
-
-
-class Outcome(View):
-    command: str
-    command_id: str | None
-    recorded: list[Recorded]
-    replayed: bool = False
+    def ledger_lines(
+        self, order: str | None = None, asset: str | None = None, limit: int = 100
+    ) -> list[LedgerLine]:
+        """Escrow movements newest first, for an order or an asset."""
+        self.projector.catch_up()
+        return ledger_lines(self.read, order=order, asset=asset, limit=limit)

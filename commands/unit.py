@@ -8,30 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from commands.recent import RecentStreams
-from commands.streams import select_streams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
+from escrow.application import project
 from escrow.errors import NotAuthorized, NotFound
 from escrow.order import Order
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate, stream_id
+from escrow.streams import select_streams
 from escrow.trader import Trader
 from escrow.vocabulary import SYSTEM
 
 A = TypeVar("A", bound=EscrowAggregate)
-
-
-def project(aggregate: Any, events: Iterable[Any]) -> Any:
-    """A plain projector: skips the library's run-time Protocol check on every event (3×)."""
-    for event in events:
-        aggregate = event.mutate(aggregate)
-    return aggregate
 
 
 class Unit:

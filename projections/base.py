@@ -26,7 +26,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import resolve_topic
 
-from commands.log import EventLog, Row
+from escrow.log import EventLog, Row
 from projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
 from projections.rows import Rows
 

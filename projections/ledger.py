@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from commands.queries import LedgerView
 from escrow.order import Order
 from escrow.recording import stream_id
+from escrow.views import LedgerView
 from escrow.vocabulary import OrderState
 from projections.base import Item, ReadModel
 from projections.readstore import Cursor, ReadStore

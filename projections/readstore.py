@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from commands.store import StoreConfig
+from escrow.store import StoreConfig
 
 
 class Cursor(Protocol):

@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from commands.api import EscrowApplication
-from commands.store import parse_store_url
+from escrow.application import EscrowApplication
 from escrow.errors import ValidationError
+from escrow.store import parse_store_url
 from projections.base import Projector
 from projections.catalog import read_models
 from projections.readstore import PostgresReadStore, ReadStore

@@ -29,11 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from commands.queries import SanctionView
 from escrow.appeal import Appeal
 from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.trader import Trader
+from escrow.views import SanctionView
 from escrow.vocabulary import ORDER_TERMINAL, OrderState, Outcome
 from projections.base import Handlers, Item, ReadModel
 from projections.readstore import Cursor, ReadStore

@@ -31,16 +31,16 @@ from typing import Any
 
 import psycopg
 
-from commands.api import EscrowApplication
-from commands.audit import PAGE, History
-from commands.audit_verify import default_jobs, verify_store
+from commands.audit.history import PAGE, History
+from commands.audit.verify import default_jobs, verify_store
 from commands.receipts import Receipt
-from commands.store import parse_store_url
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
+from escrow.application import EscrowApplication
 from escrow.order import Order
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
+from escrow.store import parse_store_url
 from escrow.trader import Trader
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"

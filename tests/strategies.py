@@ -17,8 +17,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from commands.queries import AppealView, OrderView, TraderView
 from escrow.durations import parse_duration
+from escrow.views import AppealView, OrderView, TraderView
 from escrow.vocabulary import BUYER_REASONS, SELLER_REASONS, Reason
 
 TRADERS = ("alice", "bob", "erin", "frank")

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from commands.api import Escrow
-from commands.audit import History
-from commands.cli import main
+from commands.audit.history import History
+from commands.cli.main import main
 from escrow.clock import ManualClock
 from escrow.recording import stream_id
 from tests.conftest import AGENTS, START

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from commands.api import Escrow
-from commands.audit import (
+from commands.audit.history import (
     History,
     diff,
     export_records,

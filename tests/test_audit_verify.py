@@ -16,11 +16,11 @@ import psycopg
 import pytest
 
 from commands.api import Escrow
-from commands.audit import History, seal
-from commands.audit_verify import Report, verify, verify_store
-from commands.simulate import simulate
-from commands.unit import project
+from commands.audit.history import History, seal
+from commands.audit.verify import Report, verify, verify_store
+from commands.simulation.simulate import simulate
 from escrow.appeal import Appeal
+from escrow.application import project
 from escrow.clock import ManualClock
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stored_digest, stream_id

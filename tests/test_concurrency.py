@@ -22,9 +22,9 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from commands.api import Escrow
-from commands.queries import Outcome
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
+from escrow.views import Outcome
 from tests.helpers import event_count, order_fields
 
 Result = Outcome | BaseException

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from commands.api import Escrow
-from commands.log import EventLog
+from escrow.log import EventLog
 from escrow.order import Order
 from projections.synthetic import fill
 from tests.test_properties import SETTINGS

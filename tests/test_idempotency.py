@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from commands.api import Escrow
-from commands.queries import Outcome
 from escrow.clock import ManualClock
+from escrow.views import Outcome
 from tests.helpers import event_count, order_fields, refused
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from commands.api import Escrow
-from commands.simulate import simulate
+from commands.simulation.simulate import simulate
 from projections import parallel
 from projections.base import Item, Projector
 from projections.catalog import read_models

@@ -1,6 +1,6 @@
 """Read models (orders, appeal queue, traders, ledger, deadlines) against the aggregates.
 
-Random histories come from two drivers: the seeded simulator (`commands.simulate`, every reason
+Random histories come from two drivers: the seeded simulator (`commands.simulation.simulate`, every reason
 and every way an appeal ends, checked while stories are still in flight) and a small random
 driver below (any command an actor is allowed, plus refused ones, sanctions and clock jumps,
 leaving appeals open). After each history every read model is compared, row by row, with what
@@ -25,12 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commands.api import Escrow
-from commands.queries import AppealView, OrderView
-from commands.simulate import simulate
+from commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from escrow.order import Order
 from escrow.recording import stream_id
+from escrow.views import AppealView, OrderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, AppealState, OrderState
 from projections.appeal_queue import waiting
 from projections.catalog import read_models

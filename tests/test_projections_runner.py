@@ -22,13 +22,14 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from commands.api import Escrow, EscrowApplication
-from commands.cli import main
-from commands.store import parse_store_url
+from commands.api import Escrow
+from commands.cli.main import main
+from escrow.application import EscrowApplication
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from escrow.order import Order
 from escrow.policy import Policy
+from escrow.store import parse_store_url
 from projections.base import Projector
 from projections.catalog import read_models
 from projections.readstore import ReadStore

@@ -32,13 +32,13 @@ from hypothesis import event as label_example
 from hypothesis import strategies as st
 
 from commands.api import Escrow
-from commands.queries import AppealView, OrderView, TraderView
-from commands.unit import project
 from escrow.appeal import Appeal
+from escrow.application import project
 from escrow.clock import ManualClock
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
+from escrow.views import AppealView, OrderView, TraderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, OrderState
 from tests.conftest import AGENTS, REQUIRE_PG, START, _conninfo, postgres_unavailable
 from tests.helpers import event_count

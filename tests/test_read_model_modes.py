@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from commands.api import Escrow
-from commands.simulate import simulate
+from commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
 from escrow.errors import ValidationError
 from projections.orders import Orders

@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from commands.api import Escrow
-from commands.cli import main
-from commands.queries import Recorded
+from commands.cli.main import main
 from escrow.clock import ManualClock
 from escrow.durations import parse_duration
 from escrow.machines import APPEAL, ORDER
 from escrow.rulebook import Rulebook
+from escrow.views import Recorded
 from escrow.vocabulary import AppealState, OrderState
 from tests.helpers import order_fields
 

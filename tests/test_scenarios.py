@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from commands.cli import main
-from commands.cli_scenario import library_folder
-from commands.scenario_runner import fresh_store, run_scenario
-from commands.scenarios import parse
+from commands.cli.main import main
+from commands.cli.scenario import library_folder
+from commands.scenarios.format import parse
+from commands.scenarios.runner import fresh_store, run_scenario
 from tests.conftest import PG_URL
 
 ORDER = (

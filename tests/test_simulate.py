@@ -11,8 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from commands.api import Escrow
-from commands.cli import main
-from commands.simulate import AGENTS, SimulationError, Summary, simulate, simulation_engine
+from commands.cli.main import main
+from commands.simulation.simulate import (
+    AGENTS,
+    SimulationError,
+    Summary,
+    simulate,
+    simulation_engine,
+)
 from escrow.clock import ManualClock, SystemClock
 from tests.helpers import event_count
 

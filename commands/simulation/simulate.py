@@ -25,9 +25,9 @@ from decimal import Decimal
 from typing import Any
 
 from commands.api import Escrow
-from commands.queries import Outcome
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError, NotFound
+from escrow.views import Outcome
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 AGENTS = ("agent-ana", "agent-ben", "agent-chen")

@@ -24,9 +24,9 @@ from decimal import Context, Decimal
 from typing import Any
 from uuid import UUID
 
-from commands.audit import History, kind_of, plain, seal_digest
-from commands.log import Row, partition_of
+from commands.audit.history import History, kind_of, plain, seal_digest
 from escrow.appeal import Appeal
+from escrow.log import Row, partition_of
 from escrow.order import Order
 from escrow.recording import stored_digest
 from escrow.trader import Trader

@@ -22,11 +22,11 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 import psycopg
 
 from commands.api import Escrow
-from commands.queries import OrderView, Outcome, Recorded
-from commands.scenarios import CommandStep, ExpectStep, Scenario, Step, WaitStep
-from commands.store import parse_store_url
+from commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError, NotFound
+from escrow.store import parse_store_url
+from escrow.views import OrderView, Outcome, Recorded
 from projections.deadlines import Deadlines, stamp
 
 DEADLINE_TABLE = Deadlines.tables[0]

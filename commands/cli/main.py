@@ -1,7 +1,7 @@
 """The `escrow` command line: the same embedding API, for people and scripts.
 
-The store comes from `--store URL` or ESCROW_STORE, default `sqlite:///escrow.db` in the
-current folder. Sub-commands live in their own modules (scenarios, views and projections,
+The store comes from `--store URL` (before or after the subcommand) or ESCROW_STORE, default
+`sqlite:///escrow.db` in the current folder. Sub-commands live in their own modules (scenarios, views and projections,
 audit); this module holds the group and the commands that need nothing else.
 """
 
@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import click
 
+from commands.cli.store import DEFAULT_STORE, STORE_HELP
 from escrow.machines import APPEAL, ORDER
-
-DEFAULT_STORE = "sqlite:///escrow.db"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="escrow", prog_name="escrow")
 @click.option(
     "--store",
     envvar="ESCROW_STORE",
     default=DEFAULT_STORE,
     show_default=True,
-    help="Store URL: memory:, sqlite:///file.db (sqlite:////abs/path.db) or postgresql://...",
+    help=STORE_HELP,
 )
-@click.pass_context
-def main(ctx: click.Context, store: str) -> None:
+def main(store: str) -> None:
     """Event-sourced escrow engine for P2P orders and their appeals."""
-    ctx.obj = {"store": store}
+    # `store` is read by the subcommands through commands.cli.store.store_of.
 
 
 @main.command()
@@ -37,17 +36,17 @@ def diagram(machine: str) -> None:
     click.echo("\n\n".join(book.mermaid() for book in chosen))
 
 
-from commands.cli_scenario import demo, scenario, simulate  # noqa: E402
+from commands.cli.scenario import demo, scenario, simulate  # noqa: E402
 
 main.add_command(scenario)
 main.add_command(demo)
 main.add_command(simulate)
 
-from commands.cli_audit import audit  # noqa: E402
+from commands.cli.audit import audit  # noqa: E402
 
 main.add_command(audit)
 
-from commands.cli_views import projections, views  # noqa: E402
+from commands.cli.views import projections, views  # noqa: E402
 
 main.add_command(views)
 main.add_command(projections)

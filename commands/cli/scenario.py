@@ -29,8 +29,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.scenario_runner import ScenarioResult, StoreUnavailable, run_scenario
-from commands.scenarios import (
+from commands.cli.store import store_given, store_of, uses_store
+from commands.scenarios.format import (
     RULE_IDS,
     Problem,
     Scenario,
@@ -38,8 +38,9 @@ from commands.scenarios import (
     load,
     scenario_files,
 )
-from commands.store import parse_store_url
+from commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from escrow.errors import EscrowError
+from escrow.store import parse_store_url
 
 PASSED, FAILED, INVALID, UNAVAILABLE = 0, 1, 2, 3
 PROGRESS_FROM = 5  # more files than this get a progress bar
@@ -49,14 +50,10 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _store_option(ctx: click.Context, store: str | None) -> str | None:
-    """`--store` of the sub-command, else the global `--store` when it was given explicitly
-    (its default, escrow.db, is for the commands that keep data, not for scenarios)."""
-    if store is None:
-        parent = ctx.find_root()
-        source = parent.get_parameter_source("store")
-        if source is click.core.ParameterSource.COMMANDLINE:
-            store = str(parent.params["store"])
+def _scenario_store(ctx: click.Context) -> str | None:
+    """The store kind scenarios run on: `--store` when given on the command line (the default,
+    escrow.db, is for the commands that keep data, not for scenarios), else memory (None)."""
+    store = store_of(ctx) if store_given(ctx) else None
     if store is None or store == "memory:":
         return None
     try:
@@ -223,19 +220,15 @@ def scenario() -> None:
 
 @scenario.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--store",
-    "store",
-    default=None,
-    metavar="URL",
-    help="Run on this kind of store: each scenario in a fresh SQLite file next to the given "
-    "one, or a fresh PostgreSQL schema, removed afterwards. Default: in memory.",
+@uses_store(
+    "Run on this kind of store: each scenario in a fresh SQLite file next to the given "
+    "one, or a fresh PostgreSQL schema, removed afterwards. Default: in memory."
 )
 @click.option("--json", "json_output", is_flag=True, help="One JSON result per scenario.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every step and the events it recorded.")
 @click.pass_context
 def run_command(
-    ctx: click.Context, paths: tuple[Path, ...], store: str | None, json_output: bool, verbose: bool
+    ctx: click.Context, paths: tuple[Path, ...], json_output: bool, verbose: bool
 ) -> None:
     """Run every scenario in FILE_OR_FOLDER... (every *.yaml found), each on a fresh store.
 
@@ -245,7 +238,7 @@ def run_command(
     console = _console()
     started = time.perf_counter()
     run = run_files(
-        list(paths), _store_option(ctx, store), console, json_output=json_output, verbose=verbose
+        list(paths), _scenario_store(ctx), console, json_output=json_output, verbose=verbose
     )
     if not json_output:
         console.print(_totals(run, time.perf_counter() - started))
@@ -351,28 +344,20 @@ def demo(ctx: click.Context, folder: Path | None) -> None:
 @click.command()
 @click.option("--orders", type=click.IntRange(min=1), required=True, help="Orders to simulate.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same history.")
-@click.option(
-    "--store",
-    "store",
-    default=None,
-    metavar="URL",
-    help="Store to fill (default: the global --store).",
-)
+@uses_store("Store to fill (same as the global --store).")
 @click.option("--json", "json_output", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def simulate(
-    ctx: click.Context, orders: int, seed: int, store: str | None, json_output: bool
-) -> None:
+def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> None:
     """Fill a store with a seeded, realistic workload and summarise it.
 
     Orders complete, expire, are cancelled, or are appealed for every reason, with deadlines
     firing and sanctions applied and lifted, on a simulated clock. Run on a fresh store: the
     same seed then gives the same history and the same summary.
     """
-    from commands.simulate import SimulationError, simulation_engine
-    from commands.simulate import simulate as run_simulation
+    from commands.simulation.simulate import SimulationError, simulation_engine
+    from commands.simulation.simulate import simulate as run_simulation
 
-    url = store or str(ctx.find_root().params.get("store") or "memory:")
+    url = store_of(ctx)
     try:
         parse_store_url(url)
     except EscrowError as e:

@@ -27,16 +27,15 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder
 
-from commands.api import EscrowApplication
-from commands.log import EventLog
-from commands.queries import AppealView, OrderView, TraderView
-from commands.store import parse_store_url
-from commands.unit import project
 from escrow.appeal import Appeal
+from escrow.application import EscrowApplication, project
 from escrow.errors import NotFound, ValidationError
+from escrow.log import EventLog
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
+from escrow.store import parse_store_url
 from escrow.trader import Trader
+from escrow.views import AppealView, OrderView, TraderView
 
 KINDS: dict[str, type[EscrowAggregate]] = {"order": Order, "appeal": Appeal, "trader": Trader}
 

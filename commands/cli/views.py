@@ -31,11 +31,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.api import Escrow, EscrowApplication
-from commands.store import parse_store_url
+from commands.api import Escrow
+from commands.cli.store import store_of, uses_store
+from escrow.application import EscrowApplication
 from escrow.clock import as_utc
 from escrow.durations import format_duration, parse_duration
 from escrow.errors import EscrowError
+from escrow.store import parse_store_url
 from escrow.vocabulary import OrderState, Reason
 from projections.appeal_queue import WAITS
 from projections.base import Projector
@@ -51,14 +53,10 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _store(ctx: click.Context) -> str:
-    return str(ctx.find_root().obj["store"])
-
-
 @contextmanager
 def _engine(ctx: click.Context) -> Iterator[Escrow]:
     try:
-        engine = Escrow(_store(ctx))
+        engine = Escrow(store_of(ctx))
     except EscrowError as e:
         raise click.ClickException(str(e)) from e
     try:
@@ -106,6 +104,7 @@ def views() -> None:
 
 
 @views.command()
+@uses_store()
 @click.option("--state", type=click.Choice([s.value for s in OrderState]), help="Only this state.")
 @click.option("--trader", help="Only orders this trader is a party to (either side).")
 @click.option("--asset", help="Only this asset.")
@@ -149,6 +148,7 @@ def orders(
 
 
 @views.command()
+@uses_store()
 @click.option("--reason", type=click.Choice([r.value for r in Reason]), help="Only this reason.")
 @click.option("--older-than", help="Only appeals open at least this long, e.g. 2h, 1d.")
 @click.option("--agent", help="Only appeals this agent has in review.")
@@ -211,6 +211,7 @@ def appeals(
 
 
 @views.command()
+@uses_store()
 @click.argument("names", nargs=-1)
 @click.option("--sort", type=click.Choice(list(SORTS)), default="name", show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
@@ -262,6 +263,7 @@ def traders(
 
 
 @views.command()
+@uses_store()
 @click.option("--order", help="Movement lines of this order.")
 @click.option("--asset", help="Only this asset (totals, or lines with --lines).")
 @click.option("--lines", "show_lines", is_flag=True, help="Movement lines instead of totals.")
@@ -322,7 +324,7 @@ def _open_projector(
     ctx: click.Context, names: Sequence[str] = ()
 ) -> tuple[Projector, Callable[[], None]]:
     try:
-        config = parse_store_url(_store(ctx))
+        config = parse_store_url(store_of(ctx))
     except EscrowError as e:
         raise click.ClickException(str(e)) from e
     app = EscrowApplication(env=config.env)
@@ -345,6 +347,7 @@ def _check_names(names: Sequence[str]) -> None:
 
 
 @projections.command()
+@uses_store()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option(
     "--batch",
@@ -376,7 +379,7 @@ def run(
     _check_names(names)
     console = _console()
     try:
-        runner = Runner(_store(ctx), names=names, batch=batch, poll=poll)
+        runner = Runner(store_of(ctx), names=names, batch=batch, poll=poll)
     except EscrowError as e:
         raise click.ClickException(str(e)) from e
 
@@ -391,7 +394,7 @@ def run(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not quiet:
-            console.print(f"following {escape(_store(ctx))} ({', '.join(names or NAMES)})")
+            console.print(f"following {escape(store_of(ctx))} ({', '.join(names or NAMES)})")
         total = runner.run(until_idle=until_idle, report=None if quiet else report)
     finally:
         for s, handler in previous.items():
@@ -402,6 +405,7 @@ def run(
 
 
 @projections.command()
+@uses_store()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.pass_context
 def rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
@@ -429,6 +433,7 @@ def rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 
 @projections.command()
+@uses_store()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:

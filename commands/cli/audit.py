@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.audit import (
+from commands.audit.history import (
     Entry,
     History,
     Snapshot,
@@ -44,7 +44,8 @@ from commands.audit import (
     to_json,
     write_export,
 )
-from commands.audit_verify import Report, default_jobs, verify_store
+from commands.audit.verify import Report, default_jobs, verify_store
+from commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
 
@@ -55,14 +56,10 @@ class AuditError(click.ClickException):
     exit_code = 2
 
 
-def _store(ctx: click.Context) -> str:
-    return str((ctx.obj or {}).get("store") or ctx.find_root().params.get("store"))
-
-
 @contextmanager
 def _history(ctx: click.Context) -> Iterator[History]:
     try:
-        with History.open(_store(ctx)) as history:
+        with History.open(store_of(ctx)) as history:
             yield history
     except EscrowError as e:
         raise AuditError(e.message) from None
@@ -110,6 +107,7 @@ def audit() -> None:
 
 
 @audit.command()
+@uses_store()
 @click.argument("kind", type=KIND)
 @click.argument("ref")
 @click.option("--at", "at", metavar="TIME", help="As it was at this time (ISO 8601 with zone).")
@@ -150,6 +148,7 @@ def _title(snap: Snapshot) -> str:
 
 
 @audit.command(name="diff")
+@uses_store()
 @click.argument("kind", type=KIND)
 @click.argument("ref")
 @click.option("--from", "start", required=True, metavar="TIME|VERSION", help="Earlier point.")
@@ -228,6 +227,7 @@ def diff_command(
 
 
 @audit.command(name="timeline")
+@uses_store()
 @click.argument("kind", type=click.Choice(["order"]))
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every decoded field).")
@@ -269,6 +269,7 @@ def _row(e: Entry) -> list[str]:
 
 
 @audit.command(name="verify")
+@uses_store()
 @click.option(
     "--seal",
     "seal_file",
@@ -310,7 +311,7 @@ def verify_command(
     try:
         with _bar(console, total, "verifying", show=not no_progress) as advance:
             report = verify_store(
-                _store(ctx), sealed=sealed, jobs=jobs or default_jobs(total), progress=advance
+                store_of(ctx), sealed=sealed, jobs=jobs or default_jobs(total), progress=advance
             )
     except EscrowError as e:
         raise AuditError(e.message) from None
@@ -370,6 +371,7 @@ def _bar(console: Console, total: int, label: str, show: bool) -> Iterator[Any]:
 
 
 @audit.command(name="seal")
+@uses_store()
 @click.option(
     "--output",
     "-o",
@@ -400,6 +402,7 @@ def seal_command(ctx: click.Context, output: Path | None, no_progress: bool) -> 
 
 
 @audit.command(name="export")
+@uses_store()
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )

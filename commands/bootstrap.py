@@ -1,0 +1,54 @@
+"""Builds what an engine stands on, in one place: the store's application, the read store,
+the read models and when they are written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventsourcing.utils import get_topic
+
+from escrow.application import EscrowApplication
+from escrow.errors import ValidationError
+from escrow.store import StoreConfig, parse_store_url
+from projections import catalog
+from projections.base import Projector
+from projections.inline import InlineSQLiteRecorder
+from projections.readstore import ReadStore
+
+INLINE = "inline"  # read models are up to date when a command returns
+DEFERRED = "deferred"  # brought up to date before any read-model query or tick
+# SQLite: other programs read the tables in the file, so they follow every command, in the
+# command's own transaction. memory: nobody but this object sees the tables, so projecting at
+# the next query cannot be told apart from projecting at each command, and costs less.
+# PostgreSQL: the production layout runs `escrow projections run` beside the backend.
+READ_MODELS = {"sqlite": INLINE, "memory": DEFERRED, "postgresql": DEFERRED}
+
+
+@dataclass(frozen=True)
+class Wiring:
+    config: StoreConfig
+    app: EscrowApplication
+    read: ReadStore
+    projector: Projector
+    read_models: str
+
+    def close(self) -> None:
+        self.read.close()
+        self.app.close()
+
+
+def wire(store: str, read_models: str | None = None) -> Wiring:
+    """Open the store at `store` with its read models caught up. `read_models`: "inline" or
+    "deferred" (default: by backend, see READ_MODELS)."""
+    config = parse_store_url(store)
+    mode = read_models or READ_MODELS[config.backend]
+    if mode not in (INLINE, DEFERRED):
+        raise ValidationError(f"read_models is {INLINE!r} or {DEFERRED!r}")
+    env = dict(config.env)
+    if config.backend == "sqlite":
+        env["APPLICATION_RECORDER_TOPIC"] = get_topic(InlineSQLiteRecorder)
+    app = EscrowApplication(env=env)
+    read = ReadStore.open(config)
+    projector = Projector(app, read, catalog.read_models())
+    projector.catch_up()
+    return Wiring(config, app, read, projector, mode)

@@ -1,0 +1,1 @@
+"""The command line: the `escrow` program, one module per group of subcommands."""

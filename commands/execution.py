@@ -1,0 +1,141 @@
+"""Runs one command to its end: decides it on a unit of loaded aggregates, retries on a
+version clash (bounded), answers a repeated `command_id` from its receipt, saves atomically
+and, inline, projects in the same transaction."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from commands.bootstrap import DEFERRED, Wiring
+from commands.handlers import HANDLERS
+from commands.models import Command
+from commands.receipts import Receipt, fingerprint
+from commands.recent import RecentStreams
+from commands.system import SystemCommand
+from commands.unit import Unit
+from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
+from escrow.policy import Policy
+from escrow.recording import EscrowAggregate
+from escrow.views import Outcome, Recorded
+
+MAX_ATTEMPTS = 12
+
+
+class CommandRunner:
+    def __init__(
+        self, wiring: Wiring, recent: RecentStreams, policy: Policy, agents: frozenset[str]
+    ) -> None:
+        self.wiring = wiring
+        self.recent = recent
+        self.policy = policy
+        self.agents = agents
+
+    def unit(self, now: datetime, *, system: bool = False, attempt: int = 0) -> Unit:
+        return Unit(
+            self.wiring.app,
+            self.recent,
+            now,
+            self.policy,
+            self.agents,
+            system=system,
+            attempt=attempt,
+        )
+
+    def run(self, command: Command, now: datetime) -> Outcome:
+        """Decide and record `command` at `now`; raises an EscrowError on refusal."""
+        handler = HANDLERS.get(type(command))
+        if handler is None:
+            raise ValidationError(f"not a command: {type(command).__name__}")
+        system = isinstance(command, SystemCommand)
+        for attempt in range(MAX_ATTEMPTS):
+            unit = self.unit(now, system=system, attempt=attempt)
+            receipt_ref = command.command_id
+            if receipt_ref is not None:
+                earlier = unit.find(Receipt, receipt_ref)
+                if earlier is not None:
+                    return self._replay(command, earlier)
+            try:
+                handler(unit, command)
+            except EscrowError:
+                if attempt + 1 < MAX_ATTEMPTS and unit.moved():
+                    continue  # refused on old or mixed states (read skew): decide again
+                raise
+            if unit.moved(unit.kept_unchanged()):
+                continue
+            pending = [(a, list(a.pending_events)) for a in unit.changed]
+            recorded = [self._describe(a, e) for a, events in pending for e in events]
+            if receipt_ref is not None:
+                unit.add(
+                    Receipt.issue(
+                        receipt_ref,
+                        command.name,
+                        command.actor,
+                        self._print(command),
+                        [r.model_dump(mode="json") for r in recorded],
+                        now,
+                    )
+                )
+            try:
+                self._save(unit)
+            except IntegrityError:
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            unit.keep()
+            return Outcome.model_construct(
+                command=command.name, command_id=receipt_ref, recorded=recorded, replayed=False
+            )
+        raise ConcurrencyConflict(f"{command.name} kept losing races; nothing was recorded")
+
+    def _save(self, unit: Unit) -> None:
+        """Record the unit's events atomically and, inline, project them."""
+        app, projector = self.wiring.app, self.wiring.projector
+        if self.wiring.read_models == DEFERRED:
+            app.save(*unit.changed)
+            return
+        if self.wiring.config.backend == "sqlite":
+            events = [e for a in unit.changed for e in a.pending_events]
+            with projector.inside(events) as hook:
+                app.save(*unit.changed, project=hook)
+            if not hook.applied:
+                projector.catch_up()
+            return
+        recordings = app.save(*unit.changed)
+        if recordings:
+            first = recordings[0].notification.id
+            last = recordings[-1].notification.id
+            done = [r.domain_event for r in recordings]
+            if not projector.apply(first, done, last):
+                projector.catch_up()
+
+    @staticmethod
+    def _print(command: Command) -> str:
+        return fingerprint(command.name, command.model_dump(mode="json", exclude={"command_id"}))
+
+    def _replay(self, command: Command, receipt: Receipt) -> Outcome:
+        if receipt.fingerprint != self._print(command):
+            raise ValidationError(
+                f"command_id {command.command_id!r} was already used for another command"
+            )
+        return Outcome(
+            command=command.name,
+            command_id=command.command_id,
+            replayed=True,
+            recorded=[Recorded.model_validate(r) for r in receipt.recorded],
+        )
+
+    @staticmethod
+    def _describe(aggregate: EscrowAggregate, event: Any) -> Recorded:
+        return Recorded.model_construct(  # trusted fields straight from the event
+            stream=aggregate.KIND,
+            ref=aggregate.ref,
+            version=event.originator_version,
+            event=type(event).__name__,
+            rule=event.rule,
+            actor=event.actor,
+            at=event.timestamp,
+        )

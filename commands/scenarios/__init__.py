@@ -1,0 +1,1 @@
+"""Scenario files: their format, the runner, and what they cover."""

@@ -1,0 +1,1 @@
+"""Simulated exchange traffic for demos, benchmarks and read-model checks."""

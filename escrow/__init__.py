@@ -1,0 +1,1 @@
+"""The domain: aggregates, rulebooks, policy, errors, and what records and reads them."""

@@ -1,0 +1,47 @@
+"""The eventsourcing application that records every aggregate of the engine: one per store,
+shared by the command path, the read models and the audit tools."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import Recording
+
+from escrow.recording import EscrowAggregate
+
+
+class EscrowApplication(Application[UUID]):
+    name = "escrow"
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """The library's `save`, without its run-time `Protocol` checks for our aggregates:
+        `isinstance` against a Protocol walks every attribute name, twice per aggregate, which
+        was a tenth of a command's time on the memory store."""
+        processing_event = ProcessingEvent[UUID]()
+        for obj in objs:
+            if isinstance(obj, EscrowAggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+        return recordings
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """A plain projector: skips the library's run-time Protocol check on every event (3×)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
