@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlparse
 
+from eventsourcing.utils import get_topic
+
 from escrow.errors import ValidationError
+from escrow.pg_recorder import PostgresRecorder
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ def parse_store_url(url: str) -> StoreConfig:
             "POSTGRES_POOL_SIZE": "8",
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_ENABLE_DB_FUNCTIONS": "y",
+            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresRecorder),
         }
         if schema:
             env["POSTGRES_SCHEMA"] = schema

@@ -176,6 +176,7 @@ class Projector:
         # hold are the tables' rows (projections.rows). None: not known.
         self._held_at: int | None = None
         with store.transaction() as cur:
+            store.creating(cur)
             cur.execute(TRACKING_DDL)
             for model in self.models:
                 for statement in [*model.ddl(store), *model.indexes(store)]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from escrow.pg_recorder import CREATING
 from escrow.store import StoreConfig
 
 
@@ -96,6 +97,10 @@ class ReadStore:
         """A writing transaction whose statements need not wait for each other's replies
         (PostgreSQL pipeline mode: one round trip where there would be one per statement)."""
         return self.transaction()
+
+    def creating(self, cur: Cursor) -> None:
+        """Called first in a transaction that creates tables: makes every other process
+        creating them wait for this one (SQLite's single writer already does)."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.reading() as cur:
@@ -299,6 +304,12 @@ class PostgresReadStore(ReadStore):
         self.options = options
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=4, open=True, kwargs={"options": options}
+        )
+
+    def creating(self, cur: Cursor) -> None:
+        """Concurrent `CREATE TABLE IF NOT EXISTS` fail on PostgreSQL (escrow.pg_recorder)."""
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(?))", [CREATING + (self.schema or "public")]
         )
 
     @contextmanager
