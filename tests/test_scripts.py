@@ -93,3 +93,16 @@ def test_bench_projections_rebuilds_what_it_generated(
     lag = result["lag_ms"]
     assert 0 < lag["p50"] <= lag["p95"] <= lag["max"]
     assert result["rebuild_peak_rss_mb"] > 0
+
+
+@pytest.mark.postgres
+def test_bench_scale_measures_each_process_count_side_by_side(pg_schema_url: str) -> None:
+    args = ["--lifecycles", "5", "--rounds", "1", "--processes", "1,2", "--postgres", pg_schema_url]
+    result = run_script("bench_scale.py", *args)
+    assert set(result) == {"1", "2"}
+    for figures in result.values():
+        assert figures["engine"] > 0
+        assert figures["baseline"] > 0
+        assert figures["raw_commit"] > 0
+        assert figures["ratio"] == pytest.approx(figures["engine"] / figures["baseline"], rel=0.01)
+    assert schemas_named(pg_schema_url.split("schema=")[1] + "_") == []
