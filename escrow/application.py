@@ -7,15 +7,28 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import PersistenceError, Recording
+from psycopg_pool import PoolTimeout
 
 from escrow.recording import EscrowAggregate
+
+# What the store raises while it restarts or fails over: the driver's, the pool's and the
+# library's errors (a refusal is never one of them).
+STORE_AWAY = (psycopg.Error, PersistenceError, PoolTimeout)
 
 
 class EscrowApplication(Application[UUID]):
     name = "escrow"
+
+    def recover(self) -> None:
+        """After the store went away: test the pooled connections and replace the broken
+        ones, so that the next command does not meet a dead connection left from before."""
+        pool = getattr(getattr(self.recorder, "datastore", None), "pool", None)
+        if pool is not None:
+            pool.check()
 
     def save(
         self,

@@ -102,6 +102,9 @@ class ReadStore:
         """Called first in a transaction that creates tables: makes every other process
         creating them wait for this one (SQLite's single writer already does)."""
 
+    def recover(self) -> None:
+        """After the store went away: replace the broken pooled connections."""
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.reading() as cur:
             cur.execute(sql, params)
@@ -305,6 +308,9 @@ class PostgresReadStore(ReadStore):
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=4, open=True, kwargs={"options": options}
         )
+
+    def recover(self) -> None:
+        self._pool.check()
 
     def creating(self, cur: Cursor) -> None:
         """Concurrent `CREATE TABLE IF NOT EXISTS` fail on PostgreSQL (escrow.pg_recorder)."""

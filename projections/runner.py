@@ -13,6 +13,7 @@ net); SQLite has no such signal and is polled.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from escrow.application import EscrowApplication
+from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import ValidationError
 from escrow.store import parse_store_url
 from projections.base import Projector
@@ -29,6 +30,13 @@ from projections.catalog import read_models
 from projections.readstore import PostgresReadStore, ReadStore
 
 Report = Callable[[int, float, int, int], None]  # (events, seconds, position, head)
+
+log = logging.getLogger(__name__)
+BACKOFF, MAX_BACKOFF = 0.5, 5.0  # seconds between attempts while the store is away
+
+
+def _first_line(fault: BaseException) -> str:
+    return (str(fault).strip().splitlines() or [type(fault).__name__])[0]
 
 
 class Runner:
@@ -67,13 +75,31 @@ class Runner:
         """Project new events as they are committed until `stop` (or, with `until_idle`,
         until the log has nothing new); returns how many notifications were read."""
         total = 0
+        away = 0  # failed attempts in a row while the store is away
         with self._wakeups() as wait:
             while not self.stopping.is_set():
                 started = time.perf_counter()
-                done = self.projector.catch_up(
-                    progress=None if report is None else self._reporter(report, started),
-                    stop=self.stopping.is_set,
-                )
+                try:
+                    done = self.projector.catch_up(
+                        progress=None if report is None else self._reporter(report, started),
+                        stop=self.stopping.is_set,
+                    )
+                except STORE_AWAY as fault:
+                    # A restart or failover: the batch rolled back with its position, so the
+                    # same events are projected once the store answers again.
+                    away += 1
+                    delay = min(BACKOFF * 2 ** (away - 1), MAX_BACKOFF)
+                    log.warning(
+                        "store unavailable (%s); retrying in %.1f s", _first_line(fault), delay
+                    )
+                    self.stopping.wait(delay)
+                    for pool in (self.app, self.read):
+                        with contextlib.suppress(*STORE_AWAY):
+                            pool.recover()
+                    continue
+                if away:
+                    log.info("store available again")
+                    away = 0
                 total += done
                 if until_idle and done == 0:
                     break
@@ -99,11 +125,35 @@ class Runner:
 
             yield sleep
             return
-        with psycopg.connect(self.read.conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
+        listener = Listener(self.read.conninfo, recorder.channel_name, self.stopping)
+        try:
+            yield listener.wait
+        finally:
+            listener.close()
 
-            def wait(timeout: float) -> None:
-                for _ in conn.notifies(timeout=timeout, stop_after=1):
-                    pass
 
-            yield wait
+class Listener:
+    """LISTENs on the event store's channel, connecting again after the store went away (a
+    lost notification only delays the next catch-up until the poll interval)."""
+
+    def __init__(self, conninfo: str, channel: str, stopping: threading.Event) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self.stopping = stopping
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def wait(self, timeout: float) -> None:
+        try:
+            if self.conn is None:
+                self.conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+                self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()
+            self.stopping.wait(timeout)  # the catch-up that follows says whether it is back
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
