@@ -22,11 +22,13 @@ from typing import Any, cast
 from uuid import UUID, SafeUUID
 
 import msgspec
+import psycopg
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
     Mapper,
+    OperationalError,
     StoredEvent,
     UUIDAsHex,
     find_id_convertor,
@@ -41,6 +43,7 @@ from psycopg.rows import tuple_row
 # topic, stored state (bytes, as the recorder keeps it).
 Row = tuple[int, str, int, str, bytes]
 PAGE = 2000
+SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
 IDS_HELD = 16_384  # stream ids a decoder keeps made
 
 
@@ -100,6 +103,7 @@ class EventLog:
             if self.backend == "postgresql"
             else getattr(recorder, "events_table_name", "")
         )
+        self._final = 0  # every id up to here is committed or will never be
 
     def decoder(self, mapper: Mapper[Any]) -> EventDecoder:
         """Events from this log's rows (with the application's mapper)."""
@@ -135,6 +139,51 @@ class EventLog:
             if rows := self._select(after, stop, part, None):
                 yield rows
             after = stop
+
+    def following(self, after: int, size: int = PAGE) -> list[Row]:
+        """The next rows after id `after`, never past a hole in the ids that may still fill.
+
+        On PostgreSQL ids come from a sequence and the insert function takes no table lock,
+        so a writer can commit id 12 while id 11 (another writer's) is still in flight, or
+        never commits (rolled back). A follower that moved past 11 would miss it forever:
+        it stops before such a hole until `settled` says the hole is final. SQLite and the
+        memory store serialise writers, so ids appear in order there."""
+        for attempt in range(2):
+            page = self._select(after, None, None, size)
+            expected = after + 1
+            for i, row in enumerate(page):
+                if row[0] != expected and row[0] - 1 > self._final:
+                    if attempt == 0:
+                        break  # a hole that may be in flight: settle holes, then read again
+                    return page[:i]
+                expected = row[0] + 1
+            else:
+                return page
+            self._final = self.settled()
+        return []  # unreachable: the second attempt returns
+
+    def settled(self) -> int:
+        """The highest id below which every hole is final: a SHARE lock on the events table,
+        held for an instant, waits for every transaction inserting events to end (committed
+        or rolled back). Read-only sessions may take it too: it writes nothing."""
+        if self.backend != "postgresql":
+            return int(self.recorder.max_notification_id() or 0)
+        try:
+            with (
+                self.recorder.datastore.get_connection() as conn,
+                conn.transaction(),
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                cur.execute("SET TRANSACTION READ WRITE")
+                cur.execute(f"SET LOCAL lock_timeout = '{SETTLE_TIMEOUT_MS}ms'")
+                cur.execute(f"LOCK TABLE {self._table} IN SHARE MODE")
+                cur.execute(f"SELECT MAX(notification_id) FROM {self._table}")
+                row = cur.fetchone()
+        except OperationalError as e:  # the datastore's wrapping of psycopg's error
+            if not isinstance(e.__cause__, psycopg.errors.LockNotAvailable):
+                raise
+            return self._final  # a writer is stuck mid-transaction: stop before its hole
+        return int(row[0] or 0)
 
     def stream_rows(self, key: UUID) -> list[tuple[int, int, str, bytes]]:
         """(notification id, version, topic, stored state) of one stream, in version order."""

@@ -2,13 +2,9 @@
 its rows, so every event is counted exactly once, a crash resumes where it stopped, and a
 read model can be rebuilt from the first event.
 
-Reading the log safely on PostgreSQL: notification ids come from a sequence, so a writer can
-commit id 12 while id 11 (another writer's) is still in flight, or never commits (a rolled-back
-transaction). A reader that moved its position past 11 would miss it forever. The projector
-therefore never steps over a hole in the ids until it knows the hole is final: it then takes a
-SHARE lock on the events table for an instant, which waits for every transaction inserting
-events to end (committed or rolled back), and reads the highest id; every hole below that id is
-final. SQLite and the memory store serialise writers, so ids appear in order there.
+Reading the log safely on PostgreSQL, where a writer can commit id 12 while id 11 is still in
+flight: the projector never steps over a hole in the ids until it knows the hole is final
+(`EventLog.following`).
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ from projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCurso
 from projections.rows import Rows
 
 H = TypeVar("H")
-SETTLE_TIMEOUT_MS = 2000  # how long to wait for writers in flight before reading on
 # Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit
 # writes back most pages of every table; fewer, larger commits write them back less often.
 REBUILD_PAGES = 4
@@ -170,7 +165,6 @@ class Projector:
         self._read = tuple(c for m in self.models for c in m.reads)
         self._wanted: dict[str, bool] = {}  # stored topic -> does any model read it?
         self._routes: dict[type, tuple[int, ...]] = {}  # event type -> models that read it
-        self._final = 0  # every id up to here is committed or will never be
         # The position every model was at when this projector last committed: while the
         # tracking rows still say so, nobody else wrote the tables, and the rows the models
         # hold are the tables' rows (projections.rows). None: not known.
@@ -324,35 +318,11 @@ class Projector:
         if self.share is not None:
             part, upto = (self.share.k, self.share.n), self.share.upto
             return next(self.log.pages(start, self.batch, part, upto), [])
-        for attempt in range(2):
-            page = next(self.log.pages(start, self.batch), [])
-            expected = start + 1
-            for i, row in enumerate(page):
-                if row[0] != expected and row[0] - 1 > self._final:
-                    if attempt == 0:
-                        break  # a hole that may be in flight: settle holes, then read again
-                    return page[:i]
-                expected = row[0] + 1
-            else:
-                return page
-            self._final = self.settled()
-        return []  # unreachable: the second attempt returns
+        return self.log.following(start, self.batch)
 
     def settled(self) -> int:
-        """The highest id below which every hole is final (see the module docstring)."""
-        recorder: Any = self.app.recorder
-        if self.store.dialect != "postgresql" or not hasattr(recorder, "datastore"):
-            return int(recorder.max_notification_id() or 0)
-        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
-        try:
-            with self.store.transaction() as cur:
-                cur.execute(f"SET LOCAL lock_timeout = '{SETTLE_TIMEOUT_MS}ms'")
-                cur.execute(f"LOCK TABLE {table} IN SHARE MODE")
-                cur.execute(f"SELECT MAX(notification_id) FROM {table}")
-                row = cur.fetchone()
-        except psycopg.errors.LockNotAvailable:
-            return self._final  # a writer is stuck mid-transaction: stop before its hole
-        return int(row[0] or 0)
+        """The highest id below which every hole in the log is final."""
+        return self.log.settled()
 
     def _project(self, cur: Cursor, positions: dict[str, int], page: list[Row]) -> None:
         decode, wanted = self._decode, self._wanted

@@ -113,7 +113,7 @@ def test_every_audit_command_reads_and_never_writes(tmp_path: Path, clock: Manua
     exported = audit(url, "export", "--format", "jsonl")
     records = [json.loads(line) for line in exported.stdout.splitlines()]
     assert len(records) == before[0]
-    assert records[0]["fields"]["amount"] == "0.000000000000000001"
+    assert records[0]["data"]["amount"] == "0.000000000000000001"
     out = tmp_path / "since.csv"
     since = (START + timedelta(hours=1)).isoformat()
     assert audit(url, "export", "--format", "csv", "--since", since, "-o", str(out)).exit_code == 0

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 
 from commands.api import Escrow
+from commands.audit.export import export_records, write_export
 from commands.audit.history import (
     History,
     diff,
-    export_records,
     plain,
     snapshot,
     timeline,
-    write_export,
 )
 from escrow.clock import ManualClock
 from escrow.errors import NotFound, ValidationError
@@ -174,23 +173,36 @@ def test_export_streams_every_event_with_exact_amounts(
     records = list(export_records(history))
     assert len(records) == int(engine.app.recorder.max_notification_id() or 0)
     created = records[0]
-    assert (created["kind"], created["ref"], created["event"]) == ("order", "o1", "Order.Created")
-    assert created["fields"]["amount"] == "1234.567890123456789"
-    assert created["fields"]["fiat_amount"] == str(
-        Decimal("1234.567890123456789") * Decimal("0.92")
+    assert (created["kind"], created["ref"], created["type"]) == (
+        "order",
+        "o1",
+        "escrow:Order.Created.v1",
     )
+    assert created["data"]["amount"] == "1234.567890123456789"
+    assert created["data"]["fiat_amount"] == str(Decimal("1234.567890123456789") * Decimal("0.92"))
     assert {r["ref"] for r in records if r["kind"] == "trader"} == {"bob"}
     assert all(r["ref"] for r in records)
     window = list(export_records(history, since=seen[1][0], until=seen[2][0]))
-    assert sorted(r["event"] for r in window) == [
-        "Appeal.Opened",
-        "Order.AppealOpened",
-        "Order.MarkedPaid",
-        "Trader.Registered",
-        "Trader.Sanctioned",
+    assert sorted(r["type"] for r in window) == [
+        "escrow:Appeal.Opened.v1",
+        "escrow:Order.AppealOpened.v1",
+        "escrow:Order.MarkedPaid.v1",
+        "escrow:Trader.Registered.v1",
+        "escrow:Trader.Sanctioned.v1",
     ]
     only = list(export_records(history, order="o1", since=seen[-1][0]))
-    assert sorted(r["event"] for r in only) == ["Appeal.Resolved", "Order.AppealResolved"]
+    assert sorted(r["type"] for r in only) == [
+        "escrow:Appeal.Resolved.v1",
+        "escrow:Order.AppealResolved.v1",
+    ]
+    (cancelled,) = [r for r in only if r["kind"] == "order"]
+    assert cancelled["movement"] == {
+        "escrow": "returned",
+        "asset": "USDT",
+        "amount": "1234.567890123456789",
+        "to": "alice",
+    }
+    assert cancelled == next(r for r in records if r["position"] == cancelled["position"])
 
     out = io.StringIO()
     assert write_export(export_records(history), "jsonl", out) == len(records)
@@ -200,5 +212,6 @@ def test_export_streams_every_event_with_exact_amounts(
     write_export(export_records(history), "csv", out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert len(rows) == len(records)
-    assert json.loads(rows[0]["fields"])["amount"] == "1234.567890123456789"
+    assert json.loads(rows[0]["data"])["amount"] == "1234.567890123456789"
     assert rows[0]["version"] == "1" and rows[0]["rule"] == "O1"
+    assert rows[-1]["movement_escrow"] == "returned" and rows[-1]["movement_to"] == "alice"

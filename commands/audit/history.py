@@ -1,6 +1,7 @@
 """Reading history for compliance: any order, appeal or trader as it was at a version or a time,
-the difference between two points, an order's timeline, export, and seals of the stream heads
-(`verify`, the pass over a whole store, is in `commands/audit/verify.py`).
+the difference between two points, an order's timeline, and seals of the stream heads
+(`verify`, the pass over a whole store, is in `commands/audit/verify.py`; export in
+`commands/audit/export.py`).
 
 Everything here only reads. `History.open` opens the store read-only (SQLite `mode=ro`,
 PostgreSQL `default_transaction_read_only`), never runs a projection and never executes a
@@ -11,16 +12,15 @@ version cannot change what an old event is checked against.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import json.scanner
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -85,8 +85,11 @@ def plain(value: Any) -> Any:
 
 
 def stamp(moment: datetime) -> str:
-    """ISO 8601, UTC written as Z (as the API's views write it)."""
-    return moment.isoformat().replace("+00:00", "Z")
+    """RFC 3339 in UTC, written with Z, as the API's views and the event feed write it (a naive
+    time is taken as UTC: the engine's clocks never make one)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
@@ -375,6 +378,7 @@ class Entry:
     actor: str | None
     rule: str | None
     fields: dict[str, Any]
+    chain: str | None = None
 
     @property
     def amounts(self) -> dict[str, Decimal]:
@@ -435,6 +439,7 @@ def entry(
         actor=f.get("actor"),
         rule=f.get("rule"),
         fields={k: v for k, v in f.items() if k not in FIXED},
+        chain=f.get("chain"),
     )
 
 
@@ -468,55 +473,6 @@ def timeline(history: History, order: str) -> list[Entry]:
                 out.append(e)
     out.sort(key=lambda e: (e.at, e.id or 0))
     return out
-
-
-def export_records(
-    history: History,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    order: str | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Events with decoded fields, in log order (or one order's timeline), within [since, until]."""
-    if order is not None:
-        for e in timeline(history, order):
-            if (since is None or e.at >= since) and (until is None or e.at <= until):
-                yield e.as_json()
-        return
-    refs: dict[str, str] = {}
-    for nid, key, version, topic, state in history.rows():
-        f = history.decode(state)
-        if version == 1 and "ref" in f:
-            refs[key] = f["ref"]
-        at = f["timestamp"]
-        if (since is not None and at < since) or (until is not None and at > until):
-            continue
-        yield entry(nid, kind_of(topic), refs.get(key, ""), key, version, topic, f).as_json()
-
-
-CSV_COLUMNS = ("id", "at", "kind", "ref", "stream", "version", "event", "actor", "rule", "topic")
-
-
-def write_export(records: Iterable[dict[str, Any]], fmt: str, out: IO[str]) -> int:
-    """JSON Lines (one object per event) or CSV (fixed columns, then `fields` as JSON)."""
-    count = 0
-    writer = None
-    if fmt == "csv":
-        writer = csv.writer(out)
-        writer.writerow([*CSV_COLUMNS, "amounts", "fields"])
-    for record in records:
-        if writer is None:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
-            writer.writerow(
-                [
-                    *(record[c] if record[c] is not None else "" for c in CSV_COLUMNS),
-                    json.dumps(record["amounts"], ensure_ascii=False),
-                    json.dumps(record["fields"], ensure_ascii=False),
-                ]
-            )
-        count += 1
-    return count
 
 
 # --- seals ----------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from commands.audit.export import export_records, write_export
 from commands.audit.history import (
     Entry,
     History,
     Snapshot,
     diff,
     event_name,
-    export_records,
     load_seal,
     parse_moment,
     seal,
@@ -42,7 +42,6 @@ from commands.audit.history import (
     stamp,
     timeline,
     to_json,
-    write_export,
 )
 from commands.audit.report import Report
 from commands.audit.verify import default_jobs, verify_store
@@ -425,7 +424,8 @@ def export_command(
     order: str | None,
     output: Path | None,
 ) -> None:
-    """Stream events with decoded fields (amounts as exact decimal strings).
+    """Stream events as other services receive them (docs/events.md; amounts as exact
+    decimal strings).
 
     \b
       escrow audit export --format jsonl > events.jsonl
