@@ -17,7 +17,8 @@ from commands.execution import CommandRunner
 from commands.models import Command, parse_command
 from commands.queries import Queries
 from commands.recent import STREAMS, RecentStreams
-from escrow.clock import Clock, SystemClock
+from escrow.clock import Clock, SystemClock, utc
+from escrow.errors import ValidationError
 from escrow.policy import Policy
 from escrow.views import Outcome
 
@@ -61,9 +62,18 @@ class Escrow(Queries):
         return self.execute(parse_command(name, fields))
 
     def tick(self, now: datetime | None = None) -> list[Outcome]:
-        """Fire every deadline due at `now` (default: the clock), each once, as system
-        commands; a deadline that no longer applies records nothing."""
-        return fire_due(self.runner, now or self.clock.now())
+        """Fire every deadline due at `now` (default: the clock; never ahead of it), each once,
+        as system commands; a deadline that no longer applies records nothing."""
+        clock = self.clock.now()
+        if now is None:
+            return fire_due(self.runner, clock)
+        now = utc(now, "now")
+        if now > clock:
+            raise ValidationError(
+                f"now: {now.isoformat()} is ahead of the engine's clock ({clock.isoformat()}); "
+                "deadlines fire at the clock's time, so that recorded time never runs ahead of it"
+            )
+        return fire_due(self.runner, now)
 
     def catch_up(self) -> int:
         """Bring every read model up to date now (queries and `tick` do it themselves; this

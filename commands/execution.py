@@ -5,8 +5,9 @@ and, inline, projects in the same transaction."""
 from __future__ import annotations
 
 import random
+import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -34,6 +35,8 @@ class CommandRunner:
         self.recent = recent
         self.policy = policy
         self.agents = agents
+        self.latest = datetime.min.replace(tzinfo=UTC)  # the latest time it recorded at
+        self._time = threading.Lock()
 
     def unit(self, now: datetime, *, system: bool = False, attempt: int = 0) -> Unit:
         return Unit(
@@ -51,6 +54,8 @@ class CommandRunner:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise ValidationError(f"not a command: {type(command).__name__}")
+        with self._time:  # what this engine records never goes back, whatever its clock does
+            now = self.latest = max(now, self.latest)
         system = isinstance(command, SystemCommand)
         for attempt in range(MAX_ATTEMPTS):
             unit = self.unit(now, system=system, attempt=attempt)

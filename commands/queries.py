@@ -15,7 +15,7 @@ from commands.bootstrap import Wiring
 from commands.execution import CommandRunner
 from escrow.appeal import Appeal
 from escrow.application import project
-from escrow.clock import Clock
+from escrow.clock import Clock, utc
 from escrow.durations import parse_duration
 from escrow.errors import NotFound, ValidationError
 from escrow.machines import APPEAL, ORDER, Situation
@@ -45,6 +45,10 @@ class Queries:
         self.policy = runner.policy
         self.agents = runner.agents
 
+    def _at(self, at: datetime | None) -> datetime:
+        """The moment a query is answered for: the clock's now unless the caller names one."""
+        return self.clock.now() if at is None else utc(at, "at")
+
     def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
         try:
             return self.app.repository.get(
@@ -64,7 +68,7 @@ class Queries:
             found: Trader | None = self._load(Trader, name)
         except NotFound:
             found = None
-        return TraderView.of(name, found, at or self.clock.now())
+        return TraderView.of(name, found, self._at(at))
 
     def ledger(self, asset: str) -> LedgerView:
         self.projector.catch_up()
@@ -134,7 +138,7 @@ class Queries:
         self.projector.catch_up()
         return queue_model.query(
             self.read,
-            at or self.clock.now(),
+            self._at(at),
             reason=reason,
             older_than=older_than,
             agent=agent,
@@ -147,7 +151,7 @@ class Queries:
     def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
         """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""
         self.projector.catch_up()
-        return traders_model.stats(self.read, [name], at or self.clock.now())[0]
+        return traders_model.stats(self.read, [name], self._at(at))[0]
 
     def traders(
         self, sort: str = "name", limit: int = 50, at: datetime | None = None
@@ -157,7 +161,7 @@ class Queries:
         if sort not in traders_model.SORTS:
             raise ValidationError(f"sort by one of {', '.join(traders_model.SORTS)}")
         self.projector.catch_up()
-        at = at or self.clock.now()
+        at = self._at(at)
         names = traders_model.names(self.read, sort, limit)
         return traders_model.stats(self.read, names, at)
 

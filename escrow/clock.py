@@ -10,6 +10,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from escrow.errors import ValidationError
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -51,4 +53,12 @@ class ManualClock:
 def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"time {moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC)
+
+
+def utc(moment: object, field: str) -> datetime:
+    """A caller's time as UTC. A naive one is refused (which zone it meant cannot be known),
+    as a typed refusal naming the argument."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValidationError(f"{field}: a time with a time zone (e.g. ...+00:00), got {moment!r}")
     return moment.astimezone(UTC)

@@ -144,6 +144,20 @@ class EscrowAggregate(Aggregate):
         at: datetime,
         **facts: Any,
     ) -> None:
+        """Record an event at `at`, or at the stream's last time if `at` is earlier: a stream's
+        time never goes backwards, whatever the clock of the process recording it says."""
+        self._chain(event_class, actor=actor, rule=rule, at=max(at, self.modified_on), **facts)
+
+    def _chain(
+        self,
+        event_class: type[Aggregate.Event],
+        *,
+        actor: str,
+        rule: str | None,
+        at: datetime,
+        **facts: Any,
+    ) -> None:
+        """Trigger the event with its chain digest, exactly at `at`."""
         fields = {
             "originator_id": self.id,
             "originator_version": self.version + 1,

@@ -18,6 +18,7 @@ import queue
 import resource
 import traceback
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,12 @@ from commands.audit.invariants import CHAIN, OTHER, Invariants, V
 from commands.audit.report import Finding, Partial, Report, finish
 from escrow.log import Row, partition_of
 from escrow.recording import stored_digest
+
+CLOCK_SKEW = 1.0  # seconds: how far two processes' clocks may disagree (NTP keeps far closer)
+
+
+def _seconds(span: float) -> str:
+    return str(timedelta(seconds=round(span, 6)))
 
 
 def _raw(chain: str) -> bytes:
@@ -41,6 +48,8 @@ class Verifier(Invariants):
         super().__init__()
         self.history = history
         self.heads = dict(heads or {})
+        self.stamped: dict[str, float] = {}  # per stream, the latest time recorded (epoch s)
+        self.latest = float("-inf")  # the latest time recorded in the log so far
 
     # --- the pass -------------------------------------------------------------------------
 
@@ -63,6 +72,7 @@ class Verifier(Invariants):
             except Exception as e:
                 self.find(stream, version, "chain", f"stored event cannot be read: {e!r}")
                 continue
+            self._check_time(stream, version, at)
             s = streams.get(stream)
             expected, previous = (1, "") if s is None else (s[V] + 1, s[CHAIN].hex())
             if version == expected:
@@ -94,6 +104,35 @@ class Verifier(Invariants):
                     handle(s, stream, version, at, f)
                 except (KeyError, TypeError, IndexError, ValueError, ArithmeticError) as e:
                     self.find(stream, version, "chain", f"fields unreadable: {e!r}")
+
+    def _check_time(self, stream: str, version: int, at: str) -> None:
+        """Recorded time never goes back in a stream; in the log, processes' clocks may differ
+        by up to CLOCK_SKEW, beyond which a step back is a fault (a clock run ahead, or
+        history rewritten)."""
+        try:
+            moment = datetime.fromisoformat(at).timestamp()
+        except (TypeError, ValueError):
+            self.find(stream, version, "time", f"recorded at an unreadable time {at!r}")
+            return
+        before = self.stamped.get(stream)
+        if before is not None and moment < before:
+            self.find(
+                stream,
+                version,
+                "time",
+                f"recorded at {at}, {_seconds(before - moment)} before the event before it in "
+                "its stream",
+            )
+        self.stamped[stream] = moment if before is None else max(before, moment)
+        if moment < self.latest - CLOCK_SKEW:
+            self.find(
+                stream,
+                version,
+                "time",
+                f"recorded at {at}, {_seconds(self.latest - moment)} before an event committed "
+                "earlier in the log",
+            )
+        self.latest = max(self.latest, moment)
 
     def _out_of_sequence(
         self,
