@@ -23,6 +23,7 @@ from psycopg import sql
 
 from escrow.application import EscrowApplication
 from escrow.errors import ValidationError
+from escrow.faults import store_faults
 from escrow.store import parse_store_url
 from projections.base import Projector
 from projections.catalog import read_models
@@ -47,8 +48,14 @@ class Runner:
         unknown = set(names) - {m.name for m in models}
         if unknown:
             raise ValidationError(f"no read model named {', '.join(sorted(unknown))}")
-        self.app = EscrowApplication(env=config.env)
-        self.read = ReadStore.open(config)
+        self.config = config
+        self.app = EscrowApplication.open(config)
+        try:
+            with store_faults(config, opening=True):
+                self.read = ReadStore.open(config)
+        except BaseException:
+            self.app.close()
+            raise
         self.projector = Projector(
             self.app, self.read, [m for m in models if not names or m.name in names], batch=batch
         )
@@ -67,7 +74,7 @@ class Runner:
         """Project new events as they are committed until `stop` (or, with `until_idle`,
         until the log has nothing new); returns how many notifications were read."""
         total = 0
-        with self._wakeups() as wait:
+        with store_faults(self.config), self._wakeups() as wait:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 done = self.projector.catch_up(
