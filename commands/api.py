@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from commands.bootstrap import wire
+from commands.bootstrap import guarded, wire
 from commands.deadlines import fire_due
 from commands.execution import CommandRunner
 from commands.models import Command, parse_command
 from commands.queries import Queries
 from commands.recent import STREAMS, RecentStreams
-from escrow.clock import Clock, SystemClock, utc
+from escrow.clock import Clock, SystemClock, bounded
 from escrow.errors import ValidationError
 from escrow.policy import Policy
 from escrow.views import Outcome
@@ -33,15 +33,30 @@ class Escrow(Queries):
         agents: Iterable[str] = (),
         read_models: str | None = None,
         recent_streams: int = STREAMS,
+        create: bool = True,
     ) -> None:
         """`read_models`: "inline" or "deferred" (default: by backend, see
         commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
         last the engine keeps in memory, to decide the next command on them without reading
-        them back (commands.recent; 0 keeps none)."""
-        wiring = wire(store, read_models)
-        runner = CommandRunner(
-            wiring, RecentStreams(recent_streams), policy or Policy(), frozenset(agents)
-        )
+        them back (commands.recent; 0 keeps none). `create` False: the store must already
+        exist (a tool that only reads must not leave an empty store behind a typo); else
+        StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors)."""
+        if policy is not None and not isinstance(policy, Policy):
+            raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")
+        try:
+            names = frozenset(agents) if not isinstance(agents, str) else None
+        except TypeError:
+            names = None
+        if names is None or not all(isinstance(a, str) for a in names):
+            raise ValidationError("agents is a collection of names (strings)")
+        if (
+            isinstance(recent_streams, bool)
+            or not isinstance(recent_streams, int)
+            or recent_streams < 0
+        ):
+            raise ValidationError("recent_streams is a whole number, 0 or more")
+        wiring = wire(store, read_models, create)
+        runner = CommandRunner(wiring, RecentStreams(recent_streams), policy or Policy(), names)
         super().__init__(wiring, runner, clock or SystemClock())
 
     def __enter__(self) -> Escrow:
@@ -53,21 +68,24 @@ class Escrow(Queries):
     def close(self) -> None:
         self.wiring.close()
 
+    @guarded
     def execute(self, command: Command) -> Outcome:
         """Decide and record one command; raises an EscrowError (with its code) on refusal."""
         return self.runner.run(command, self.clock.now())
 
+    @guarded
     def run(self, name: str, fields: dict[str, Any]) -> Outcome:
         """`execute` for plain data, e.g. `run("release", {"order": "o1", "by": "alice"})`."""
         return self.execute(parse_command(name, fields))
 
+    @guarded
     def tick(self, now: datetime | None = None) -> list[Outcome]:
         """Fire every deadline due at `now` (default: the clock; never ahead of it), each once,
         as system commands; a deadline that no longer applies records nothing."""
         clock = self.clock.now()
         if now is None:
             return fire_due(self.runner, clock)
-        now = utc(now, "now")
+        now = bounded(now, "now")
         if now > clock:
             raise ValidationError(
                 f"now: {now.isoformat()} is ahead of the engine's clock ({clock.isoformat()}); "
@@ -75,6 +93,7 @@ class Escrow(Queries):
             )
         return fire_due(self.runner, now)
 
+    @guarded
     def catch_up(self) -> int:
         """Bring every read model up to date now (queries and `tick` do it themselves; this
         is for programs reading the tables with plain SQL in deferred mode)."""

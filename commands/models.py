@@ -283,7 +283,7 @@ class InvalidCommand(ValidationError):
 
 def parse_command(name: str, data: Any) -> Command:
     """Build a command from plain data (a scenario step, JSON); refusals are typed."""
-    model = COMMANDS.get(name)
+    model = COMMANDS.get(name) if isinstance(name, str) else None
     if model is None:
         raise InvalidCommand(name, [("command", f"unknown command {name!r}")])
     if not isinstance(data, dict):

@@ -11,12 +11,12 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.bootstrap import Wiring
+from commands.bootstrap import Wiring, guarded
 from commands.execution import CommandRunner
 from escrow.appeal import Appeal
 from escrow.application import project
-from escrow.clock import Clock, utc
-from escrow.durations import parse_duration
+from escrow.clock import Clock, bounded
+from escrow.durations import MAX_DURATION, bounded_duration
 from escrow.errors import NotFound, ValidationError
 from escrow.machines import APPEAL, ORDER, Situation
 from escrow.order import Order
@@ -30,6 +30,41 @@ from projections.appeal_queue import QueueItem
 from projections.ledger import LedgerLine, ledger_lines, ledgers
 from projections.orders import OrderRow
 from projections.traders import TraderStats
+
+MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
+
+
+def _text(value: Any, field: str, optional: bool = True) -> Any:
+    """A string argument (an id, a filter), or a validation error naming it: anything else
+    would reach the database driver and fail there, as a store error it is not."""
+    if (value is not None or not optional) and not isinstance(value, str):
+        raise ValidationError(f"{field} is a string, not {type(value).__name__}")
+    return value
+
+
+def _limit(value: Any, field: str = "limit") -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError(f"{field} is a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
+def _moment(value: datetime | None, field: str = "at") -> datetime | None:
+    return None if value is None else bounded(value, field)
+
+
+def _age(value: timedelta | str | None) -> timedelta | None:
+    if isinstance(value, str):
+        try:
+            value = bounded_duration(value)
+        except ValueError as e:
+            raise ValidationError(f"older_than: {e}") from None
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or not timedelta(0) <= value <= MAX_DURATION:
+        raise ValidationError(f"older_than is a duration from 0 to {MAX_DURATION.days}d")
+    return value
 
 
 class Queries:
@@ -45,11 +80,8 @@ class Queries:
         self.policy = runner.policy
         self.agents = runner.agents
 
-    def _at(self, at: datetime | None) -> datetime:
-        """The moment a query is answered for: the clock's now unless the caller names one."""
-        return self.clock.now() if at is None else utc(at, "at")
-
     def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
+        _text(ref, cls.KIND, optional=False)
         try:
             return self.app.repository.get(
                 stream_id(cls.KIND, ref), version=version, projector_func=project
@@ -57,20 +89,26 @@ class Queries:
         except AggregateNotFoundError:
             raise NotFound(f"no {cls.KIND} {ref!r}") from None
 
+    @guarded
     def order(self, ref: str) -> OrderView:
         return OrderView.of(self._load(Order, ref))
 
+    @guarded
     def appeal(self, ref: str) -> AppealView:
         return AppealView.of(self._load(Appeal, ref))
 
+    @guarded
     def trader(self, name: str, at: datetime | None = None) -> TraderView:
+        at = _moment(at)
         try:
             found: Trader | None = self._load(Trader, name)
         except NotFound:
             found = None
-        return TraderView.of(name, found, self._at(at))
+        return TraderView.of(name, found, at or self.clock.now())
 
+    @guarded
     def ledger(self, asset: str) -> LedgerView:
+        _text(asset, "asset", optional=False)
         self.projector.catch_up()
         rows = self.read.query(
             "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
@@ -78,11 +116,13 @@ class Queries:
         values = [Decimal(str(v)) for v in rows[0]] if rows else [Decimal(0)] * 3
         return LedgerView(asset=asset, in_escrow=values[0], released=values[1], returned=values[2])
 
+    @guarded
     def allowed(
         self, actor: str, *, order: str | None = None, appeal: str | None = None
     ) -> list[str]:
         """What `actor` may do now on this order or appeal: the commands the rulebook would
         accept from its current state (amount limits are checked when the command comes)."""
+        _text(actor, "actor", optional=False)
         unit = self.runner.unit(self.clock.now())
         who = unit.actor(actor)
         now = self.clock.now()
@@ -108,6 +148,7 @@ class Queries:
     # Answered from the read-model tables (docs/projections.md), after pulling any event
     # another process recorded since this engine last projected.
 
+    @guarded
     def orders(
         self,
         state: str | None = None,
@@ -117,9 +158,13 @@ class Queries:
         asset: str | None = None,
     ) -> list[OrderRow]:
         """Orders newest first; `trader` matches either party."""
+        for name, value in (("state", state), ("trader", trader), ("asset", asset)):
+            _text(value, name)
+        _limit(limit)
         self.projector.catch_up()
         return orders_model.query(self.read, state=state, trader=trader, asset=asset, limit=limit)
 
+    @guarded
     def appeal_queue(
         self,
         reason: str | None = None,
@@ -133,12 +178,16 @@ class Queries:
         at: datetime | None = None,
     ) -> list[QueueItem]:
         """Open appeals oldest first; `older_than` (e.g. "2h") is measured back from `at`."""
-        if isinstance(older_than, str):
-            older_than = parse_duration(older_than)
+        older_than = _age(older_than)
+        for name, value in (("reason", reason), ("agent", agent), ("trader", trader)):
+            _text(value, name)
+        _text(waits_on, "waits_on")
+        _limit(limit)
+        at = _moment(at)
         self.projector.catch_up()
         return queue_model.query(
             self.read,
-            self._at(at),
+            at or self.clock.now(),
             reason=reason,
             older_than=older_than,
             agent=agent,
@@ -148,31 +197,41 @@ class Queries:
             limit=limit,
         )
 
+    @guarded
     def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
         """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""
+        _text(name, "trader", optional=False)
+        at = _moment(at)
         self.projector.catch_up()
-        return traders_model.stats(self.read, [name], self._at(at))[0]
+        return traders_model.stats(self.read, [name], at or self.clock.now())[0]
 
+    @guarded
     def traders(
         self, sort: str = "name", limit: int = 50, at: datetime | None = None
     ) -> list[TraderStats]:
         """`trader_stats` for the first traders by `sort` (name, orders, cancelled, appeals,
         lost)."""
-        if sort not in traders_model.SORTS:
+        if not isinstance(sort, str) or sort not in traders_model.SORTS:
             raise ValidationError(f"sort by one of {', '.join(traders_model.SORTS)}")
+        _limit(limit)
         self.projector.catch_up()
-        at = self._at(at)
+        at = _moment(at) or self.clock.now()
         names = traders_model.names(self.read, sort, limit)
         return traders_model.stats(self.read, names, at)
 
+    @guarded
     def ledgers(self) -> list[LedgerView]:
         """Escrow totals of every asset."""
         self.projector.catch_up()
         return ledgers(self.read)
 
+    @guarded
     def ledger_lines(
         self, order: str | None = None, asset: str | None = None, limit: int = 100
     ) -> list[LedgerLine]:
         """Escrow movements newest first, for an order or an asset."""
+        _text(order, "order")
+        _text(asset, "asset")
+        _limit(limit)
         self.projector.catch_up()
         return ledger_lines(self.read, order=order, asset=asset, limit=limit)

@@ -3,7 +3,7 @@ shared by the command path, the read models and the audit tools."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +13,9 @@ from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregat
 from eventsourcing.persistence import PersistenceError, Recording
 from psycopg_pool import PoolTimeout
 
+from escrow.faults import probe, store_faults
 from escrow.recording import EscrowAggregate
+from escrow.store import StoreConfig
 
 # What the store raises while it restarts or fails over: the driver's, the pool's and the
 # library's errors (a refusal is never one of them).
@@ -22,6 +24,17 @@ STORE_AWAY = (psycopg.Error, PersistenceError, PoolTimeout)
 
 class EscrowApplication(Application[UUID]):
     name = "escrow"
+
+    @classmethod
+    def open(
+        cls, config: StoreConfig, *, create: bool = True, env: Mapping[str, str] | None = None
+    ) -> EscrowApplication:
+        """The application on the store of `config`, or the StoreError that stops it; with
+        `create` False a store that does not exist is an error and nothing is created.
+        `env` overrides settings of `config.env`."""
+        with store_faults(config, opening=True):
+            probe(config, create=create)
+            return cls(env={**config.env, **(env or {})})
 
     def recover(self) -> None:
         """After the store went away: test the pooled connections and replace the broken

@@ -103,6 +103,51 @@ class ConcurrencyConflict(EscrowError):
     code = "invalid_state"
 
 
+class StoreError(EscrowError):
+    """The store could not be used, so the command or query did not run: nothing was recorded.
+
+    Not a refusal by the rules: the same command may succeed once the store is back, which is
+    why callers can tell the two apart by class (an HTTP layer answers 503, not 4xx) and why
+    these codes are not in PRECEDENCE. Messages name the store with its password masked.
+    """
+
+    code = "store_error"
+
+
+class StoreUnreachable(StoreError):
+    """No connection: the server is down or refuses us (address, TLS, authentication,
+    timeout), or the SQLite file is locked by another process beyond the lock timeout."""
+
+    code = "store_unreachable"
+
+
+class StoreUnwritable(StoreError):
+    """The store cannot be created or written: a missing folder, no permission, a read-only
+    file system or database, a full disk."""
+
+    code = "store_unwritable"
+
+
+class StoreNotFound(StoreError):
+    """A command that only reads was pointed at a store that does not exist (a missing SQLite
+    file, a PostgreSQL schema without the escrow tables); nothing was created."""
+
+    code = "store_not_found"
+
+
+class NotAnEscrowStore(StoreError):
+    """The store holds something else: a file that is not a SQLite database, a database of
+    another program, or tables named like ours with another shape."""
+
+    code = "not_an_escrow_store"
+
+
+class StoreConnectionLost(StoreError):
+    """The connection broke during a command or query; its transaction did not commit."""
+
+    code = "store_connection_lost"
+
+
 ERROR_CLASSES: dict[str, type[EscrowError]] = {
     cls.code: cls
     for cls in (

@@ -13,9 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from escrow.durations import format_duration, parse_duration
-
-MAX_DURATION = timedelta(days=3650)  # beyond this a deadline is a typo, and overflows dates
+from escrow.durations import MAX_DURATION, format_duration, parse_duration
 
 
 def _duration(value: Any) -> Any:

@@ -16,10 +16,11 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from escrow.pg_recorder import CREATING
-from escrow.store import StoreConfig
+from escrow.store import CONNECT_TIMEOUT, StoreConfig
 
 
 class Cursor(Protocol):
@@ -299,14 +300,25 @@ class PostgresReadStore(ReadStore):
     clustered = ""
 
     def __init__(self, conninfo: str, schema: str | None) -> None:
+        """`conninfo` carries every libpq parameter of the store URL; the options given there
+        are kept, ours added after them, and its connect_timeout bounds the wait for a
+        connection from the pool too (psycopg_pool's own default is 30 s)."""
         self.conninfo = conninfo
         self.schema = schema
+        given = conninfo_to_dict(conninfo)
         options = "-c synchronous_commit=off"
         if schema:
             options += f" -c search_path={schema}"
+        if given.get("options"):
+            options = f"{given['options']} {options}"
         self.options = options
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=4, open=True, kwargs={"options": options}
+            conninfo,
+            min_size=1,
+            max_size=4,
+            open=True,
+            kwargs={"options": options},
+            timeout=float(given.get("connect_timeout") or CONNECT_TIMEOUT),
         )
 
     def recover(self) -> None:

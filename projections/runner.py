@@ -24,6 +24,7 @@ from psycopg import sql
 
 from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import ValidationError
+from escrow.faults import store_faults
 from escrow.store import parse_store_url
 from projections.base import Projector
 from projections.catalog import read_models
@@ -55,8 +56,14 @@ class Runner:
         unknown = set(names) - {m.name for m in models}
         if unknown:
             raise ValidationError(f"no read model named {', '.join(sorted(unknown))}")
-        self.app = EscrowApplication(env=config.env)
-        self.read = ReadStore.open(config)
+        self.config = config
+        self.app = EscrowApplication.open(config)
+        try:
+            with store_faults(config, opening=True):
+                self.read = ReadStore.open(config)
+        except BaseException:
+            self.app.close()
+            raise
         self.projector = Projector(
             self.app, self.read, [m for m in models if not names or m.name in names], batch=batch
         )
@@ -76,7 +83,7 @@ class Runner:
         until the log has nothing new); returns how many notifications were read."""
         total = 0
         away = 0  # failed attempts in a row while the store is away
-        with self._wakeups() as wait:
+        with store_faults(self.config), self._wakeups() as wait:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 try:

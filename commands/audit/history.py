@@ -30,10 +30,11 @@ from eventsourcing.persistence import JSONTranscoder
 from escrow.appeal import Appeal
 from escrow.application import EscrowApplication, project
 from escrow.errors import NotFound, ValidationError
+from escrow.faults import store_faults
 from escrow.log import EventLog
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
-from escrow.store import parse_store_url
+from escrow.store import StoreConfig, parse_store_url
 from escrow.trader import Trader
 from escrow.views import AppealView, OrderView, TraderView
 
@@ -113,10 +114,13 @@ _scan: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-t
 class History(EventLog):
     """Read access to a store's events: pages of the log, one stream, an aggregate at a version."""
 
-    def __init__(self, app: Application[UUID], owned: bool = False):
+    def __init__(
+        self, app: Application[UUID], owned: bool = False, config: StoreConfig | None = None
+    ):
         super().__init__(app.recorder)
         self.app = app
         self._owned = owned
+        self.config = config  # the store it was opened on (None: an application handed in)
         mapper = app.mapper
         self._transcoder = mapper.transcoder
         self._cipher, self._compressor = mapper.cipher, mapper.compressor
@@ -132,26 +136,32 @@ class History(EventLog):
     def open(cls, url: str) -> History:
         """Open a store read-only: no table is created, nothing is written."""
         config = parse_store_url(url)
-        env = dict(config.env, CREATE_TABLE="n")
+        env = {"CREATE_TABLE": "n"}
         if config.backend == "memory":
             raise ValidationError("a memory: store lives only inside its own process")
         if config.backend == "sqlite":
             path = Path(config.sqlite_path or "")
-            if not path.is_file():
-                raise NotFound(f"no store at {path}")
             env["SQLITE_DBNAME"] = f"file:{quote(str(path.resolve()))}?mode=ro"
         else:
             env.update(POSTGRES_POOL_SIZE="2", POSTGRES_MAX_OVERFLOW="0")
-        app = EscrowApplication(env=env)
+        app = EscrowApplication.open(config, create=False, env=env)
         if config.backend == "postgresql":
             # The recorder connects while it is built. Once the pool holds all its
             # connections (a fixed size: none can be on its way with the old settings),
-            # every connection is replaced by one read-only at the server.
+            # every connection is replaced by one read-only at the server, keeping the
+            # options the store URL gave.
             pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
-            pool.wait()
-            pool.kwargs["options"] = "-c default_transaction_read_only=on"
+            with store_faults(config, opening=True):
+                try:
+                    pool.wait(timeout=config.connect_timeout)
+                except BaseException:
+                    app.close()
+                    raise
+            given = pool.kwargs.get("options")
+            read_only = "-c default_transaction_read_only=on"
+            pool.kwargs["options"] = f"{given} {read_only}" if given else read_only
             pool.drain()
-        return cls(app, owned=True)
+        return cls(app, owned=True, config=config)
 
     def __enter__(self) -> History:
         return self

@@ -25,8 +25,11 @@ from uuid import UUID
 from commands.audit.history import History, kind_of, seal_digest
 from commands.audit.invariants import CHAIN, OTHER, Invariants, V
 from commands.audit.report import Finding, Partial, Report, finish
+from escrow.errors import EscrowError
+from escrow.faults import store_faults
 from escrow.log import Row, partition_of
 from escrow.recording import stored_digest
+from escrow.store import parse_store_url
 
 CLOCK_SKEW = 1.0  # seconds: how far two processes' clocks may disagree (NTP keeps far closer)
 
@@ -253,7 +256,7 @@ def _worker(
     url: str, part: tuple[int, int], heads: dict[str, tuple[int, str]], results: Any
 ) -> None:
     try:
-        with History.open(url) as history:
+        with store_faults(parse_store_url(url)), History.open(url) as history:
             verifier = Verifier(history, heads)
             for page in history.pages(part=part):
                 verifier.feed(page)
@@ -261,6 +264,8 @@ def _worker(
             out = verifier.partial()
         verifier.streams = {}  # per-stream state stays here: only what crosses streams travels
         results.put(("done", out))
+    except EscrowError as e:  # the store's own fault, already in one line
+        results.put(("error", e.message))
     except BaseException:
         results.put(("error", traceback.format_exc()))
 
@@ -274,7 +279,17 @@ def verify_store(
 ) -> Report:
     """Verify the store at `url`. With `jobs` > 1 this process takes one partition of the
     streams and forks a worker per other partition; the checks across streams then run on
-    what all of them gathered."""
+    what all of them gathered. A store fault is a StoreError, from here or from a worker."""
+    with store_faults(parse_store_url(url)):
+        return _verify_store(url, sealed, jobs, progress)
+
+
+def _verify_store(
+    url: str,
+    sealed: dict[str, Any] | None,
+    jobs: int,
+    progress: Callable[[int], None] | None,
+) -> Report:
     if jobs <= 1:
         with History.open(url) as history:
             return verify(history, sealed=sealed, progress=progress)

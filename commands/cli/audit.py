@@ -47,6 +47,7 @@ from commands.audit.report import Report
 from commands.audit.verify import default_jobs, verify_store
 from commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
+from escrow.faults import store_faults
 from escrow.recording import stream_id
 
 KIND = click.Choice(["order", "appeal", "trader"])
@@ -58,9 +59,12 @@ class AuditError(click.ClickException):
 
 @contextmanager
 def _history(ctx: click.Context) -> Iterator[History]:
+    """The store's history, read-only; a store fault while reading is an AuditError too."""
     try:
         with History.open(store_of(ctx)) as history:
-            yield history
+            assert history.config is not None
+            with store_faults(history.config):
+                yield history
     except EscrowError as e:
         raise AuditError(e.message) from None
 

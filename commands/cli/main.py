@@ -7,13 +7,35 @@ audit); this module holds the group and the commands that need nothing else.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from commands.cli.store import DEFAULT_STORE, STORE_HELP
+from escrow.errors import EscrowError
 from escrow.machines import APPEAL, ORDER
+from escrow.store import mask
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Guarded(click.Group):
+    """Every command answers in one line, never a traceback. Commands turn the faults they
+    expect into their own messages and exit statuses; this is the last resort for what they
+    let through: an engine error keeps its own message, anything else is named and exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except EscrowError as e:
+            raise click.ClickException(mask(str(e))) from e
+        except Exception as e:
+            lines = str(e).strip().splitlines()
+            said = f": {mask(lines[0])}" if lines else ""
+            raise click.ClickException(f"unexpected {type(e).__name__}{said}") from e
+
+
+@click.group(cls=Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="escrow", prog_name="escrow")
 @click.option(
     "--store",

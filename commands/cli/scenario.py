@@ -40,7 +40,7 @@ from commands.scenarios.format import (
 )
 from commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from escrow.errors import EscrowError
-from escrow.store import parse_store_url
+from escrow.store import mask, parse_store_url
 
 PASSED, FAILED, INVALID, UNAVAILABLE = 0, 1, 2, 3
 PROGRESS_FROM = 5  # more files than this get a progress bar
@@ -363,7 +363,10 @@ def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> N
     except EscrowError as e:
         raise click.BadParameter(e.message, param_hint="--store") from None
     console = Console(stderr=json_output, highlight=False)
-    engine = simulation_engine(url)
+    try:
+        engine = simulation_engine(url)
+    except EscrowError as e:
+        raise click.ClickException(str(e)) from None
     try:
         columns = (
             TextColumn("simulating"),
@@ -381,7 +384,7 @@ def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> N
 
             try:
                 summary = run_simulation(engine, orders, seed, progress)
-            except SimulationError as e:
+            except (SimulationError, EscrowError) as e:
                 raise click.ClickException(str(e)) from None
     finally:
         engine.close()
@@ -416,6 +419,6 @@ def _print_summary(console: Console, summary: Any, url: str) -> None:
     console.print(_counter_table("Refusals (as the rules require)", summary.refusals))
     console.print(
         f"{summary.orders} orders, {summary.commands} commands, {summary.events} events "
-        f"recorded in {summary.seconds:.1f} s ({summary.rate:,.0f} events/s) on {escape(url)}; "
+        f"recorded in {summary.seconds:.1f} s ({summary.rate:,.0f} events/s) on {escape(mask(url))}; "
         f"simulated time until {summary.simulated_until:%Y-%m-%d %H:%M} UTC"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -34,10 +34,11 @@ from rich.table import Table
 from commands.api import Escrow
 from commands.cli.store import store_of, uses_store
 from escrow.application import EscrowApplication
-from escrow.clock import as_utc
-from escrow.durations import format_duration, parse_duration
+from escrow.clock import bounded
+from escrow.durations import bounded_duration, format_duration
 from escrow.errors import EscrowError
-from escrow.store import parse_store_url
+from escrow.faults import store_faults
+from escrow.store import mask, parse_store_url
 from escrow.vocabulary import OrderState, Reason
 from projections.appeal_queue import WAITS
 from projections.base import Projector
@@ -55,12 +56,15 @@ def _console() -> Console:
 
 @contextmanager
 def _engine(ctx: click.Context) -> Iterator[Escrow]:
+    """The engine on an existing store: a view never creates one."""
     try:
-        engine = Escrow(store_of(ctx))
+        engine = Escrow(store_of(ctx), create=False)
     except EscrowError as e:
         raise click.ClickException(str(e)) from e
     try:
         yield engine
+    except EscrowError as e:
+        raise click.ClickException(str(e)) from e
     finally:
         engine.close()
 
@@ -69,9 +73,12 @@ def _at(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError as e:
-        raise click.BadParameter(f"{value!r}: {e} (use e.g. 2026-03-01T10:00:00Z)") from e
+        return bounded(datetime.fromisoformat(value), "--at")
+    except (ValueError, EscrowError) as e:
+        problem = e.message if isinstance(e, EscrowError) else str(e)
+        raise click.BadParameter(
+            f"{value!r}: {problem} (use e.g. 2026-03-01T10:00:00Z)", param_hint="--at"
+        ) from e
 
 
 def _json(items: BaseModel | Sequence[BaseModel]) -> None:
@@ -173,7 +180,7 @@ def appeals(
 ) -> None:
     """The open-appeal queue, oldest first, with what each waits on and its next deadline."""
     try:
-        age = parse_duration(older_than) if older_than else None
+        age = bounded_duration(older_than) if older_than else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--older-than") from e
     with _engine(ctx) as engine:
@@ -320,22 +327,25 @@ def projections() -> None:
     """Keep the read models: follow the log, rebuild, show positions."""
 
 
-def _open_projector(
-    ctx: click.Context, names: Sequence[str] = ()
-) -> tuple[Projector, Callable[[], None]]:
+@contextmanager
+def _projector(ctx: click.Context) -> Iterator[Projector]:
+    """The read models of an existing store (status and rebuild never create one)."""
     try:
         config = parse_store_url(store_of(ctx))
+        app = EscrowApplication.open(config, create=False)
     except EscrowError as e:
         raise click.ClickException(str(e)) from e
-    app = EscrowApplication(env=config.env)
-    read = ReadStore.open(config)
-    projector = Projector(app, read, read_models())
-
-    def close() -> None:
-        read.close()
+    try:
+        with store_faults(config):
+            read = ReadStore.open(config)
+            try:
+                yield Projector(app, read, read_models())
+            finally:
+                read.close()
+    except EscrowError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
         app.close()
-
-    return projector, close
 
 
 def _check_names(names: Sequence[str]) -> None:
@@ -394,8 +404,11 @@ def run(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not quiet:
-            console.print(f"following {escape(store_of(ctx))} ({', '.join(names or NAMES)})")
+            shown = escape(mask(store_of(ctx)))
+            console.print(f"following {shown} ({', '.join(names or NAMES)})")
         total = runner.run(until_idle=until_idle, report=None if quiet else report)
+    except EscrowError as e:
+        raise click.ClickException(str(e)) from e
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -411,9 +424,8 @@ def run(
 def rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Drop read models (all, or each NAME) and replay them from the first event."""
     _check_names(names)
-    projector, close = _open_projector(ctx)
     console = _console()
-    try:
+    with _projector(ctx) as projector:
         head = int(projector.app.recorder.max_notification_id() or 0)
         columns = (
             TextColumn("[bold]rebuild[/] {task.description}"),
@@ -427,8 +439,6 @@ def rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
             task = bar.add_task(", ".join(names or NAMES), total=head)
             done = projector.rebuild(names, progress=lambda n: bar.advance(task, n))
             bar.update(task, completed=head)
-    finally:
-        close()
     console.print(f"rebuilt {', '.join(names or NAMES)} from {done} events")
 
 
@@ -438,11 +448,8 @@ def rebuild(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Each read model's position in the log and how far behind it is."""
-    projector, close = _open_projector(ctx)
-    try:
+    with _projector(ctx) as projector:
         positions, head = projector.status()
-    finally:
-        close()
     rows = [
         {"name": n, "position": positions[n], "behind": max(head - positions[n], 0)} for n in NAMES
     ]

@@ -23,8 +23,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from commands.models import COMMANDS, InvalidCommand, Ref, parse_command
-from escrow.durations import parse_duration
-from escrow.errors import PRECEDENCE
+from escrow.clock import LATEST, bounded
+from escrow.durations import bounded_duration
+from escrow.errors import PRECEDENCE, EscrowError
 from escrow.policy import Policy
 from escrow.vocabulary import AppealState, OrderState, RefundState, SanctionKind
 
@@ -170,6 +171,13 @@ def _known_rule(value: Any) -> Any:
 RuleId = Annotated[StrictStr, BeforeValidator(_known_rule)]
 
 
+def _start(value: datetime) -> datetime:
+    try:
+        return bounded(value, "start")
+    except EscrowError as e:
+        raise ValueError(e.message.removeprefix("start: ")) from None
+
+
 class Header(BaseModel):
     """Everything in a scenario file but its steps, which `load` checks one by one."""
 
@@ -177,7 +185,9 @@ class Header(BaseModel):
 
     scenario: Annotated[StrictStr, pydantic.AfterValidator(_one_line)]
     rules: list[RuleId] = []
-    start: Annotated[datetime, BeforeValidator(_moment)] = DEFAULT_START
+    start: Annotated[datetime, BeforeValidator(_moment), pydantic.AfterValidator(_start)] = (
+        DEFAULT_START
+    )
     agents: list[Ref] = []
     policy: dict[str, Any] = {}
     steps: Annotated[list[Any], Field(min_length=1)]
@@ -382,6 +392,9 @@ def parse(text: str, file: str = "<scenario>") -> Scenario:
         data, nodes = _read_yaml(text)
     except yaml.YAMLError as e:
         raise ScenarioFileError(file, [_yaml_problem(file, e)]) from None
+    except (ValueError, OverflowError, RecursionError) as e:  # e.g. a date 2026-02-30
+        problem = Problem(file, f"YAML value error: {e}")
+        raise ScenarioFileError(file, [problem]) from None
     if not isinstance(data, dict):
         what = "empty" if data is None else f"a {type(data).__name__}"
         problem = Problem(
@@ -407,6 +420,7 @@ def parse(text: str, file: str = "<scenario>") -> Scenario:
         problems.extend(step_problems)
         if step is not None:
             steps.append(step)
+    problems.extend(_clock_in_range(file, header.start, steps))
     if problems:
         raise ScenarioFileError(file, problems)
     return Scenario(
@@ -419,6 +433,18 @@ def parse(text: str, file: str = "<scenario>") -> Scenario:
         steps=tuple(steps),
         overrides=overrides,
     )
+
+
+def _clock_in_range(file: str, start: datetime, steps: list[Step]) -> list[Problem]:
+    """The first wait that would move the clock past LATEST (escrow.clock), as a problem."""
+    now = start
+    for step in steps:
+        if isinstance(step, WaitStep):
+            if step.duration > LATEST - now:
+                message = f"the clock would pass {LATEST:%Y-%m-%d}, the latest time allowed"
+                return [Problem(file, message, step=step.number, field="wait", line=step.line)]
+            now += step.duration
+    return []
 
 
 def _as_written(node: yaml.Node | None, text: str, raw: Any) -> str:
@@ -473,7 +499,7 @@ def _wait(
     if not isinstance(value, str):
         return None, [problem(f"bad duration {value!r}: write e.g. 15m, 2d or 1d2h30m", "wait")]
     try:
-        duration = parse_duration(value)
+        duration = bounded_duration(value)
     except ValueError as e:
         return None, [problem(f"bad duration: {e}", "wait")]
     return WaitStep(number, line, written, duration), []

@@ -24,8 +24,8 @@ import psycopg
 from commands.api import Escrow
 from commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
 from escrow.clock import ManualClock
-from escrow.errors import EscrowError, NotFound
-from escrow.store import parse_store_url
+from escrow.errors import EscrowError, NotFound, StoreError
+from escrow.store import mask, parse_store_url
 from escrow.views import OrderView, Outcome, Recorded
 from projections.deadlines import Deadlines, stamp
 
@@ -131,7 +131,7 @@ def fresh_store(base: str | None) -> Iterator[str]:
         assert config.sqlite_path is not None
         given = Path(config.sqlite_path)
         if not given.parent.is_dir():
-            raise StoreUnavailable(f"no folder {given.parent} for the SQLite store {base!r}")
+            raise StoreUnavailable(f"no folder {given.parent} for the SQLite store {mask(base)!r}")
         path = given.with_name(f"{given.stem}.scenario-{tag}{given.suffix or '.db'}")
         try:
             yield f"sqlite:///{path}"
@@ -142,11 +142,13 @@ def fresh_store(base: str | None) -> Iterator[str]:
     assert config.postgres_conninfo is not None
     schema = f"scenario_{tag}"
     try:
-        with psycopg.connect(config.postgres_conninfo, autocommit=True, connect_timeout=5) as c:
+        with psycopg.connect(config.postgres_conninfo, autocommit=True) as c:
             c.execute(f'CREATE SCHEMA "{schema}"')
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoreUnavailable(f"cannot prepare a schema on {base!r}: {first}") from None
+        raise StoreUnavailable(
+            f"cannot prepare a schema on {config.shown!r}: {mask(first)}"
+        ) from None
     parts = urlparse(base)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"]
     query.append(("schema", schema))
@@ -198,13 +200,15 @@ def run_scenario(
         clock = ManualClock(scenario.start)
         try:
             engine = Escrow(url, policy=scenario.policy, clock=clock, agents=scenario.agents)
-        except Exception as e:  # a store that cannot be opened says nothing about the rules
-            raise StoreUnavailable(f"cannot open the store: {type(e).__name__}: {e}") from None
+        except StoreError as e:  # a store that cannot be opened says nothing about the rules
+            raise StoreUnavailable(f"cannot open the store: {e}") from None
         try:
             for step in scenario.steps:
                 result.steps_run += 1
                 try:
                     outcome, events = _run_step(engine, clock, step)
+                except StoreError as e:  # neither a pass nor a failure of the rules
+                    raise StoreUnavailable(f"step {step.number}: {e}") from None
                 except _StepFailed as e:
                     result.failure = Failure(step.number, step.line, step.text, e.expected, e.found)
                     result.trace.append(Trace(step.number, step.text, "FAILED", e.events))
@@ -237,6 +241,8 @@ def _command(engine: Escrow, step: CommandStep) -> tuple[str, list[Recorded]]:
     before = _stored(engine) if step.error is not None else None
     try:
         outcome = engine.run(step.command, step.fields)
+    except StoreError:
+        raise
     except EscrowError as e:
         if step.error is None:
             raise _StepFailed("accepted", f"refused: {e}") from None

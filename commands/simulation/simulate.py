@@ -28,7 +28,7 @@ from commands.api import Escrow
 from commands.simulation.deal import Act, Beat, Deal, Settle
 from commands.simulation.stories import MIX, TICK_EVERY, Story, suspended_attempt
 from escrow.clock import ManualClock
-from escrow.errors import EscrowError, NotFound
+from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.views import Outcome
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -266,6 +266,8 @@ class _Driver:
             self._tick()
         try:
             outcome = self.engine.run(act.command, act.fields)
+        except StoreError:
+            raise  # the store failed, not the story
         except EscrowError as e:
             if e.code == act.expect or e.code in act.tolerate:
                 self.summary.refusals[e.code] += 1
