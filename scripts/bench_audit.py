@@ -157,25 +157,35 @@ def lifecycle(i: int, t: datetime, rnd: random.Random, policy: Policy) -> list[E
 
 
 def fill(url: str, events: int, seed: int = 1) -> int:
-    """At least `events` events, saved in batches; returns how many were written."""
+    """At least `events` events, saved in batches in time order (as the engine records them:
+    a log's time never goes back, and verify names a step back); returns how many."""
     app = EscrowApplication(env=parse_store_url(url).env)
     policy, rnd = Policy(), random.Random(seed)
-    batch: list[EscrowAggregate] = []
+    batch: list[Any] = []
     written = i = 0
+    at = START
     try:
         while written < events:
-            changed = lifecycle(i, START + timedelta(seconds=7 * i), rnd, policy)
-            written += sum(len(a.pending_events) for a in changed)
-            batch += changed
-            if len(batch) >= 400:
-                app.save(*batch)
+            changed = lifecycle(i, at, rnd, policy)
+            batch += [e for a in changed for e in a.collect_events()]
+            # The next lifecycle starts after every event so far: a batch sorted by time
+            # (stable, so each stream keeps its order) can be saved as it fills.
+            at = max(e.timestamp for e in batch) + timedelta(seconds=7)
+            if len(batch) >= 2000:
+                written += _save_in_time_order(app, batch)
                 batch = []
             i += 1
         if batch:
-            app.save(*batch)
+            written += _save_in_time_order(app, batch)
     finally:
         app.close()
     return written
+
+
+def _save_in_time_order(app: EscrowApplication, events: list[Any]) -> int:
+    events.sort(key=lambda e: e.timestamp)
+    app.save(*events)
+    return len(events)
 
 
 def raw_read(url: str) -> tuple[int, float]:
