@@ -111,10 +111,14 @@ class Queries:
         limit: int = 100,
         *,
         asset: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[OrderRow]:
-        """Orders newest first; `trader` matches either party."""
+        """Orders newest first; `trader` matches either party; `after`: the (`created_at`,
+        `order`) of the last row of the page before."""
         self.projector.catch_up()
-        return orders_model.query(self.read, state=state, trader=trader, asset=asset, limit=limit)
+        return orders_model.query(
+            self.read, state=state, trader=trader, asset=asset, limit=limit, after=after
+        )
 
     def appeal_queue(
         self,
