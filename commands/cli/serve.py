@@ -67,6 +67,9 @@ def serve(ctx: click.Context, keys_file: str, host: str, port: int, workers: int
             f"--workers {workers} needs a PostgreSQL store: a {backend} store is written by one "
             "process, so serve it with one worker"
         )
+    # A request waits at most this long for a PostgreSQL connection, then answers 503 (the
+    # library's default is 30 s); the worker processes inherit it.
+    os.environ.setdefault("POSTGRES_CONNECT_TIMEOUT", "5")
     options: dict[str, Any] = dict(
         host=host, port=port, access_log=False, log_config=log_config(), timeout_graceful_shutdown=5
     )

@@ -7,6 +7,7 @@ process calls (`--workers N`), reading what `escrow serve` put in its environmen
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 from collections.abc import AsyncIterator
@@ -40,7 +41,8 @@ def create_app(store: str, keys: Keys) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(engine.ready)  # open the store now if it answers
+        # Open the store now if it answers, without holding up the start (/healthz).
+        asyncio.get_running_loop().run_in_executor(None, engine.ready)
         yield
         engine.close()
 

@@ -21,7 +21,7 @@ class StoreUnavailable(Exception):
     """The store did not answer; no command was run."""
 
 
-RETRY_AFTER = 1.0  # seconds between two attempts to open an unreachable store
+RETRY_AFTER = 5.0  # seconds between two attempts to open an unreachable store
 
 
 @dataclass
