@@ -16,6 +16,7 @@ from commands.http.answers import CommandAnswer
 from commands.http.auth import caller, engine_of
 from commands.http.bodies import MAX_KEY, body_ref, command, read_json
 from commands.http.keys import Principal
+from commands.http.params import known_only
 from commands.http.problems import responses
 from commands.models import COMMANDS, Command
 from escrow.errors import NotFound
@@ -34,7 +35,7 @@ Key = Annotated[
     ),
 ]
 
-router = APIRouter(tags=["commands"])
+router = APIRouter(tags=["commands"], dependencies=[Depends(known_only)])
 
 
 def _answer(escrow: Escrow, outcome: Outcome, who: Principal) -> CommandAnswer:

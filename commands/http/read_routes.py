@@ -29,6 +29,7 @@ from commands.http.answers import (
 from commands.http.auth import caller, engine_of, staff_or_platform
 from commands.http.engine import Engine
 from commands.http.keys import Principal
+from commands.http.params import known_only
 from commands.http.problems import BadParameter, responses
 from escrow.errors import NotFound
 from escrow.views import AppealView, OrderView
@@ -39,7 +40,9 @@ Running = Annotated[Engine, Depends(engine_of)]
 State = Annotated[OrderState | None, Query(description="Only orders in this state.")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
-router = APIRouter(tags=["reads"], responses=responses(403, 404, 422))
+router = APIRouter(
+    tags=["reads"], responses=responses(403, 404, 422), dependencies=[Depends(known_only)]
+)
 
 
 def _json(answer: BaseModel, headers: dict[str, str] | None = None) -> Response:
