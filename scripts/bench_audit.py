@@ -11,7 +11,7 @@ verify = `verify_store` on the same store: decode, hash chain, invariants, per-s
          in a fresh process (its peak RSS counts that process and its workers)
 
     .venv/bin/python scripts/bench_audit.py [--events N] [--stores sqlite,postgresql]
-                                            [--jobs J] [--json] [--store URL]
+                                            [--jobs J] [--json] [--store URL [--fill]]
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from typing import Any
 
 import psycopg
 
-from commands.audit.history import PAGE, History
+from commands.audit.history import History
 from commands.audit.verify import default_jobs, verify_store
 from commands.receipts import Receipt
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import EscrowApplication
+from escrow.log import PAGE
 from escrow.order import Order
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
@@ -213,10 +214,15 @@ def verify_child(url: str, jobs: int) -> None:
 
 
 def measure(
-    backend: str, events: int, jobs: int | None, tmp: Path, given: str | None = None
+    backend: str,
+    events: int,
+    jobs: int | None,
+    tmp: Path,
+    given: str | None = None,
+    fill_given: bool = False,
 ) -> dict[str, Any]:
     schema = None
-    if given is not None:  # an existing store: measured as it is, never filled or dropped
+    if given is not None:  # an existing store: never dropped, filled only when asked
         url = given
     elif backend == "sqlite":
         url = f"sqlite:///{tmp / (uuid.uuid4().hex + '.db')}"
@@ -227,7 +233,7 @@ def measure(
         url = f"{PG}?schema={schema}"
     try:
         started = time.perf_counter()
-        written = fill(url, events) if given is None else 0
+        written = fill(url, events) if given is None or fill_given else 0
         fill_seconds = time.perf_counter() - started
         with History.open(url) as history:
             chosen = jobs or default_jobs(history.count())
@@ -271,8 +277,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="verify workers (default: auto)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--store", help="measure this existing store instead (not filled)")
+    parser.add_argument(
+        "--fill", action="store_true", help="with --store: fill it with --events events first"
+    )
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fill and not args.store:
+        parser.error("--fill goes with --store")
     if args.child:
         verify_child(args.child, args.jobs or 1)
         return
@@ -280,7 +291,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         backends = [parse_store_url(args.store).backend] if args.store else args.stores.split(",")
         for backend in backends:
-            results[backend] = r = measure(backend, args.events, args.jobs, Path(tmp), args.store)
+            results[backend] = r = measure(
+                backend, args.events, args.jobs, Path(tmp), args.store, args.fill
+            )
             if not args.json:
                 print(
                     f"{backend:<11} {r['events']:>9} events  raw {r['raw_events_per_s']:>8}/s  "

@@ -12,7 +12,7 @@ is `scripts/bench_projections.py`'s) and with them inline, written in every comm
 transaction, as SQLite does by default (`inline` in the JSON).
 
     .venv/bin/python scripts/bench_engine.py [--lifecycles N] [--rounds R] [--json]
-        [--stores memory,sqlite,postgresql]
+        [--stores memory,sqlite,postgresql] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -72,27 +72,35 @@ def project(aggregate: Any, events: Iterable[Any]) -> Any:
 
 
 class Stores:
-    """Fresh stores per round; PostgreSQL schemas and SQLite files are removed afterwards."""
+    """Fresh stores per round; PostgreSQL schemas and SQLite files are removed afterwards.
 
-    def __init__(self) -> None:
+    The schemas are made on the server of `postgres`, named after its `?schema=` if it has one,
+    so that whoever passed it can tell them apart."""
+
+    def __init__(self, postgres: str = PG) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
         self.schemas: list[str] = []
+        config = parse_store_url(postgres)
+        self.server = postgres.split("?")[0]
+        self.conninfo = config.postgres_conninfo or postgres
+        self.prefix = config.postgres_schema or "bench"
 
     def url(self, backend: str) -> str:
         if backend == "memory":
             return "memory:"
         if backend == "sqlite":
             return f"sqlite:///{self.tmp / (uuid.uuid4().hex + '.db')}"
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(PG, autocommit=True) as conn:
+        schema = f"{self.prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
         self.schemas.append(schema)
-        return f"{PG}?schema={schema}"
+        return f"{self.server}?schema={schema}"
 
     def close(self) -> None:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            for schema in self.schemas:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        if self.schemas:  # a run without PostgreSQL needs no server
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                for schema in self.schemas:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         for f in self.tmp.iterdir():
             f.unlink()
         self.tmp.rmdir()
@@ -182,9 +190,16 @@ def main() -> None:
     parser.add_argument("--lifecycles", type=int, default=1000, help="lifecycles per round")
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (median kept)")
     parser.add_argument("--stores", default="memory,sqlite,postgresql")
+    parser.add_argument(
+        "--postgres",
+        default=PG,
+        metavar="URL",
+        help="PostgreSQL server: a fresh schema per run, dropped afterwards (its name starts "
+        "with the URL's ?schema=, if any)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
-    stores = Stores()
+    stores = Stores(args.postgres)
     results: dict[str, dict[str, Any]] = {}
     try:
         for backend in args.stores.split(","):

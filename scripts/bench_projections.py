@@ -21,10 +21,11 @@ Measured, each in a child process of its own (so peak RSS is that activity's alo
   child together with the processes it starts (`projections.parallel`): their summed VmRSS
   from /proc sampled every 20 ms, or the child's own VmHWM if larger (target ≤ 300 MB);
 - lag: `escrow projections run` in a subprocess while a writer commits small batches of
-  events; time from `app.save` returning to the tracking table showing them (polled every
-  millisecond), median / 95th percentile / max.
+  events (`--lag-rounds` of them, 40); time from `app.save` returning to the tracking table
+  showing them (polled every millisecond), median / 95th percentile / max.
 
     .venv/bin/python scripts/bench_projections.py [--events N] [--rounds N] [--json] [--keep FILE]
+        [--lag-rounds N] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ from projections.catalog import read_models
 from projections.readstore import ReadStore
 from projections.synthetic import START, fill
 
-PG = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-SCHEMA = "bench_projections"
+PG_STORE = "postgresql://postgres@127.0.0.1:5432/test?schema=bench_projections"
 ESCROW = str(Path(sys.executable).with_name("escrow"))
 
 
@@ -83,10 +83,17 @@ def generate(path: Path, events: int) -> dict[str, Any]:
     return {"events": made, "seconds": round(seconds, 1), "events_per_s": round(made / seconds)}
 
 
+def drop_schema(url: str, create: bool = False) -> None:
+    """Drop the schema of the PostgreSQL store `url` (and make it anew if `create`)."""
+    config = parse_store_url(url)
+    with psycopg.connect(config.postgres_conninfo or "", autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {config.postgres_schema} CASCADE")
+        if create:
+            conn.execute(f"CREATE SCHEMA {config.postgres_schema}")
+
+
 def copy_to_postgres(source: Path, url: str, batch: int) -> None:
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    drop_schema(url, create=True)
     src = EscrowApplication(env=parse_store_url(f"sqlite:///{source}").env)
     dst = EscrowApplication(env=parse_store_url(url).env)
     start = 0
@@ -231,7 +238,7 @@ def _slowest(read: ReadStore) -> int:
     return min(int(p) for (p,) in read.query("SELECT position FROM escrow_tracking"))
 
 
-def measure(name: str, url: str, batch: int, rounds: int) -> dict[str, Any]:
+def measure(name: str, url: str, batch: int, rounds: int, lag_rounds: int) -> dict[str, Any]:
     """Raw read and rebuild taken in turns, `rounds` times: each figure is its best round
     (the machine's other load only ever slows a round down), the ratio that of the bests;
     every round's own ratio is reported too."""
@@ -264,7 +271,7 @@ def measure(name: str, url: str, batch: int, rounds: int) -> dict[str, Any]:
         ],
         "rebuild_peak_rss_mb": round(rebuild_rss, 1),
         "raw_peak_rss_mb": round(raw_rss, 1),
-        "lag_ms": lag(url),
+        "lag_ms": lag(url, lag_rounds),
         "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
@@ -279,8 +286,21 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--keep", type=Path, help="reuse (or keep) the generated SQLite store")
     parser.add_argument("--rounds", type=int, default=3, help="raw read and rebuild, in turns")
+    parser.add_argument("--lag-rounds", type=int, default=40, help="commits timed for the lag")
+    parser.add_argument(
+        "--postgres",
+        default=PG_STORE,
+        metavar="URL",
+        help="the PostgreSQL store to measure, with ?schema=NAME: that schema is made anew and "
+        f"dropped at the end (default {PG_STORE})",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if (
+        "postgresql" in args.stores.split(",")
+        and not parse_store_url(args.postgres).postgres_schema
+    ):
+        parser.error("--postgres needs a ?schema=NAME, dropped and made anew")
 
     folder = Path(tempfile.mkdtemp(prefix="bench-proj-"))
     source = args.keep or folder / "source.db"
@@ -297,17 +317,16 @@ def main() -> None:
         if name == "sqlite":
             store = folder / "sqlite.db"
             shutil.copyfile(source, store)
-            report[name] = measure(name, f"sqlite:///{store}", args.batch, args.rounds)
+            report[name] = measure(
+                name, f"sqlite:///{store}", args.batch, args.rounds, args.lag_rounds
+            )
             store.unlink()
         else:
-            url = f"postgresql://postgres@127.0.0.1:5432/test?schema={SCHEMA}"
             log("copying the events to PostgreSQL")
-            copy_to_postgres(source, url, args.batch)
-            report[name] = measure(name, url, args.batch, args.rounds)
-            with psycopg.connect(PG, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-    if not args.keep:
-        source.unlink(missing_ok=True)
+            copy_to_postgres(source, args.postgres, args.batch)
+            report[name] = measure(name, args.postgres, args.batch, args.rounds, args.lag_rounds)
+            drop_schema(args.postgres)
+    shutil.rmtree(folder, ignore_errors=True)  # the generated store, unless --keep put it elsewhere
     if args.json:
         print(json.dumps(report))
         return

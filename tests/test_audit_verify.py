@@ -17,7 +17,8 @@ import pytest
 
 from commands.api import Escrow
 from commands.audit.history import History, seal
-from commands.audit.verify import Report, verify, verify_store
+from commands.audit.report import Report
+from commands.audit.verify import verify, verify_store
 from commands.simulation.simulate import simulate
 from escrow.appeal import Appeal
 from escrow.application import project

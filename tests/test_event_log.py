@@ -1,4 +1,4 @@
-"""The log's rows and their decoder (`commands/log.py`) give exactly the events the library's
+"""The log's rows and their decoder (`escrow/log.py`) give exactly the events the library's
 own `select_notifications` + `mapper.to_domain_event` give: read models and the audit rely on
 it, and a rebuild is only as right as the events it replays."""
 

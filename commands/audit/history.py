@@ -1,6 +1,6 @@
 """Reading history for compliance: any order, appeal or trader as it was at a version or a time,
 the difference between two points, an order's timeline, export, and seals of the stream heads
-(`verify`, the pass over a whole store, is in `commands/audit_verify.py`).
+(`verify`, the pass over a whole store, is in `commands/audit/verify.py`).
 
 Everything here only reads. `History.open` opens the store read-only (SQLite `mode=ro`,
 PostgreSQL `default_transaction_read_only`), never runs a projection and never executes a

@@ -44,7 +44,8 @@ from commands.audit.history import (
     to_json,
     write_export,
 )
-from commands.audit.verify import Report, default_jobs, verify_store
+from commands.audit.report import Report
+from commands.audit.verify import default_jobs, verify_store
 from commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
