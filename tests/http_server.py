@@ -9,13 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.helpers import order_fields
 from tests.test_projections import fresh_store
 
 KEYS = """\
@@ -100,3 +103,24 @@ def server_on(kind: str, folder: Path, *args: str) -> Iterator[Server]:
     """A server on a fresh store of this kind (`sqlite` or `postgresql`)."""
     with fresh_store(kind) as url, serve(url, folder, *args) as server:
         yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"], name="server")
+def server_per_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per store kind, shared by a module's tests (import it to use it)."""
+    with server_on(request.param, tmp_path_factory.mktemp(request.param)) as running:
+        yield running
+
+
+def paid_order(http: httpx.Client, order: str | None = None) -> str:
+    """A new order, created by the platform and marked paid by its buyer (bob)."""
+    order = order or f"o-{uuid.uuid4().hex[:10]}"
+    created = http.post(
+        "/v1/commands/create_order", json=order_fields(order), headers=auth("platform")
+    )
+    assert created.status_code == 201, created.text
+    paid = http.post("/v1/commands/mark_paid", json={"order": order}, headers=auth("bob"))
+    assert paid.status_code == 200, paid.text
+    return order

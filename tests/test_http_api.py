@@ -13,17 +13,10 @@ import httpx
 import pytest
 
 from tests.helpers import order_fields as order_body
-from tests.http_server import Server, auth, serve, server_on
+from tests.http_server import Server, auth, paid_order, serve
+from tests.http_server import server_per_store as server_per_store
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    with server_on(request.param, tmp_path_factory.mktemp(request.param)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +50,6 @@ def refused(
     assert body["status"] == status and body["type"] == f"urn:escrow:problem:{code}"
     assert body["title"] and body["detail"]
     return body
-
-
-def paid_order(http: httpx.Client) -> str:
-    order = new_id("o")
-    ok(post(http, "platform", "create_order", order_body(order)), 201)
-    ok(post(http, "bob", "mark_paid", {"order": order}))
-    return order
 
 
 def appealed(http: httpx.Client, order: str, appeal: str) -> dict[str, Any]:

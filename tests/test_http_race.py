@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import order_fields as order_body
-from tests.http_server import ESCROW, KEYS, Server, auth, server_on
+from tests.http_server import ESCROW, KEYS, Server, paid_order, server_on
 
 ROUNDS = 8
 
@@ -50,25 +49,12 @@ def race(server: Server, *calls: tuple[str, str, dict[str, Any]]) -> list[httpx.
     return [a for a in answers if a is not None]
 
 
-def paid(http: httpx.Client, order: str) -> None:
-    assert (
-        http.post(
-            "/v1/commands/create_order", json=order_body(order), headers=auth("platform")
-        ).status_code
-        == 201
-    )
-    assert (
-        http.post("/v1/commands/mark_paid", json={"order": order}, headers=auth("bob")).status_code
-        == 200
-    )
-
-
 def test_release_against_open_appeal_never_releases_during_an_appeal(server: Server) -> None:
     winners: Counter[str] = Counter()
     with server.client("carol") as http:
         for i in range(ROUNDS):
             order, appeal = f"ra{i}", f"raa{i}"
-            paid(http, order)
+            paid_order(http, order)
             released, appealed = race(
                 server,
                 ("alice", "release", {"order": order}),
@@ -97,7 +83,7 @@ def test_release_against_cancel_exactly_one_wins(server: Server) -> None:
     with server.client("carol") as http:
         for i in range(ROUNDS):
             order = f"rc{i}"
-            paid(http, order)
+            paid_order(http, order)
             answers = race(
                 server,
                 ("alice", "release", {"order": order}),

@@ -56,3 +56,8 @@ class Ledger(Answer):
 
 class Health(Answer):
     status: str
+
+
+class EventPage(Answer):
+    events: list[dict[str, Any]]  # one object per event, in log order
+    next: int  # the `after` of the next page (the last position here, or the one asked)

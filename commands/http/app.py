@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from commands.http import bodies, command_routes, read_routes
+from commands.http import bodies, command_routes, event_routes, read_routes
 from commands.http.answers import Health
 from commands.http.auth import Unauthenticated
 from commands.http.bodies import BodyTooLarge, NotJSON
@@ -55,9 +55,11 @@ def create_app(store: str, keys: Keys) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.engine = engine
-    app.state.committed = lambda: None
+    app.state.wakeup = wakeup = event_routes.Wakeup()
+    app.state.committed = wakeup.notify
     app.include_router(command_routes.router)
     app.include_router(read_routes.router)
+    app.include_router(event_routes.router)
     _health(app, engine)
     _refusals(app)
     app.add_middleware(Edge)
