@@ -37,6 +37,20 @@ class Allowed(Answer):
     commands: list[str]
 
 
+class AppealAllowed(Answer):
+    appeal: str
+    actor: str
+    commands: list[str]
+
+
+class Me(Answer):
+    """Who the token is: what a client shows, and which of its views apply (a trader's own
+    record; the queue and the log for everyone else)."""
+
+    name: str
+    role: str
+
+
 class Timeline(Answer):
     order: str
     events: list[dict[str, Any]]  # as `escrow audit timeline --json` writes them (Entry.as_json)
@@ -61,3 +75,4 @@ class Health(Answer):
 class EventPage(Answer):
     events: list[dict[str, Any]]  # one object per event, in log order
     next: int  # the `after` of the next page (the last position here, or the one asked)
+    head: int  # the log's last position now: `after` for a stream of only what comes next

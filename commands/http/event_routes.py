@@ -75,8 +75,9 @@ def events(
 ) -> Response:
     """The log from position `after`, oldest first; pass `next` as `after` for the next page."""
     staff_or_platform(who)
-    page = feed_of(request).page(after, limit)
-    body = EventPage(events=page, next=page[-1]["id"] if page else after)
+    feed = feed_of(request)
+    page = feed.page(after, limit)
+    body = EventPage(events=page, next=page[-1]["id"] if page else after, head=feed.head())
     return Response(body.model_dump_json(), 200, media_type="application/json")
 
 

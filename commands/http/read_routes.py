@@ -20,7 +20,9 @@ from commands.api import Escrow
 from commands.audit.history import timeline
 from commands.http.answers import (
     Allowed,
+    AppealAllowed,
     Ledger,
+    Me,
     OrderPage,
     Queue,
     Timeline,
@@ -125,6 +127,21 @@ def allowed(order: str, who: Caller, engine: Running) -> Response:
 def appeal(appeal: str, who: Caller, engine: Running) -> Response:
     view = _visible_appeal(engine.get(), appeal, who)
     return _json(view, {"ETag": f'"{view.version}"'})
+
+
+@router.get("/v1/appeals/{appeal}/allowed", response_model=AppealAllowed)
+def appeal_allowed(appeal: str, who: Caller, engine: Running) -> Response:
+    """The commands the caller may issue on the appeal now."""
+    escrow = engine.get()
+    _visible_appeal(escrow, appeal, who)
+    commands = escrow.allowed(who.name, appeal=appeal)
+    return _json(AppealAllowed(appeal=appeal, actor=who.name, commands=commands))
+
+
+@router.get("/v1/me", response_model=Me)
+def me(who: Caller) -> Response:
+    """The token's principal: its name and role."""
+    return _json(Me(name=who.name, role=who.role))
 
 
 @router.get("/v1/queue", response_model=Queue)
