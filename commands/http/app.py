@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from commands.http import bodies, command_routes, event_routes, read_routes
+from commands.http import bodies, command_routes, console, event_routes, read_routes
 from commands.http.answers import Health
 from commands.http.auth import Unauthenticated
 from commands.http.bodies import BodyTooLarge, NotJSON
@@ -61,6 +61,7 @@ def create_app(store: str, keys: Keys) -> FastAPI:
     app.include_router(read_routes.router)
     app.include_router(event_routes.router)
     _health(app, engine)
+    console.mount(app)
     _refusals(app)
     app.add_middleware(Edge)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
