@@ -156,13 +156,17 @@ class Queries:
         limit: int = 100,
         *,
         asset: str | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[OrderRow]:
-        """Orders newest first; `trader` matches either party."""
+        """Orders newest first; `trader` matches either party; `after`: the (`created_at`,
+        `order`) of the last row of the page before."""
         for name, value in (("state", state), ("trader", trader), ("asset", asset)):
             _text(value, name)
         _limit(limit)
         self.projector.catch_up()
-        return orders_model.query(self.read, state=state, trader=trader, asset=asset, limit=limit)
+        return orders_model.query(
+            self.read, state=state, trader=trader, asset=asset, limit=limit, after=after
+        )
 
     @guarded
     def appeal_queue(

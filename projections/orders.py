@@ -200,8 +200,11 @@ def query(
     trader: str | None = None,
     asset: str | None = None,
     limit: int = 100,
+    after: tuple[datetime, str] | None = None,
 ) -> list[OrderRow]:
-    """Orders newest first, filtered by state, a party (either side) and asset."""
+    """Orders newest first, filtered by state, a party (either side) and asset; `after` (the
+    `created_at` and `order` of the last row of a page) pages on by keyset, so a page stays
+    exact and cheap however deep it is, and orders created meanwhile never shift it."""
     where: list[str] = []
     params: list[Any] = []
     if state is not None:
@@ -213,6 +216,9 @@ def query(
     if asset is not None:
         where.append("asset = ?")
         params.append(asset)
+    if after is not None:
+        where.append("(created_at < ? OR (created_at = ? AND ref > ?))")
+        params += [stamp(after[0]), stamp(after[0]), after[1]]
     sql = f"SELECT {', '.join(COLUMNS)} FROM escrow_orders"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -29,6 +29,7 @@ STORE_COMMANDS = [
     ("audit", "export"),
     ("scenario", "run"),
     ("simulate",),
+    ("serve",),
 ]
 
 

@@ -43,9 +43,9 @@ def test_tick_ahead_of_the_clock_is_refused_and_fires_nothing(
 
 def test_a_naive_time_is_a_typed_refusal(engine: Escrow, clock: ManualClock) -> None:
     naive = clock.now().replace(tzinfo=None)
-    with pytest.raises(ValidationError, match="now: time .* has no time zone"):
+    with pytest.raises(ValidationError, match=r"now: time .* has no time zone"):
         engine.tick(naive)
-    with pytest.raises(ValidationError, match="at: time .* has no time zone"):
+    with pytest.raises(ValidationError, match=r"at: time .* has no time zone"):
         engine.trader("bob", at=naive)
 
 

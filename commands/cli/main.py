@@ -72,3 +72,7 @@ from commands.cli.views import projections, views  # noqa: E402
 
 main.add_command(views)
 main.add_command(projections)
+
+from commands.cli.serve import serve  # noqa: E402
+
+main.add_command(serve)

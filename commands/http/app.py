@@ -1,0 +1,169 @@
+"""The FastAPI application: routes, refusals as problem+json, health, and the OpenAPI
+document generated from the command and view models.
+
+`create_app(store, keys)` builds one; `from_environment()` is the factory each uvicorn worker
+process calls (`--workers N`), reading what `escrow serve` put in its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from commands.http import bodies, command_routes, console, event_routes, read_routes
+from commands.http.answers import Health
+from commands.http.auth import Unauthenticated
+from commands.http.bodies import BodyTooLarge, NotJSON
+from commands.http.edge import Edge
+from commands.http.engine import Engine, StoreUnavailable
+from commands.http.keys import Keys
+from commands.http.problems import Problem, problem, refusal, unreachable
+from escrow.errors import EscrowError
+
+STORE_ENV, KEYS_ENV = "ESCROW_HTTP_STORE", "ESCROW_HTTP_KEYS"
+
+
+def create_app(store: str, keys: Keys) -> FastAPI:
+    engine = Engine(store, keys)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Open the store now if it answers, without holding up the start (/healthz).
+        asyncio.get_running_loop().run_in_executor(None, engine.ready)
+        yield
+        engine.close()
+
+    app = FastAPI(
+        title="escrow",
+        version=version("escrow"),
+        summary="P2P escrow orders and appeals: commands, reads and the event log.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.wakeup = wakeup = event_routes.Wakeup()
+    app.state.committed = wakeup.notify
+    app.include_router(command_routes.router)
+    app.include_router(read_routes.router)
+    app.include_router(event_routes.router)
+    _health(app, engine)
+    console.mount(app)
+    _refusals(app)
+    app.add_middleware(Edge)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def from_environment() -> FastAPI:
+    """The app of one worker process of `escrow serve --workers N`."""
+    return create_app(os.environ[STORE_ENV], Keys.load(os.environ[KEYS_ENV]))
+
+
+def _health(app: FastAPI, engine: Engine) -> None:
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Response:
+        """200 while the process runs."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["health"],
+        responses={503: {"description": "the store does not answer", "model": Health}},
+    )
+    async def readyz() -> Response:
+        """200 once the store answers, 503 while it does not."""
+        if await run_in_threadpool(engine.ready):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "store unavailable"}, 503)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The routes, from the OpenAPI document, on a page that needs no network."""
+        return HTMLResponse(_docs_page(app.openapi()))
+
+
+def _refusals(app: FastAPI) -> None:
+    async def escrow_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, EscrowError)
+        return refusal(error)
+
+    async def unauthenticated(_: Request, __: Exception) -> Response:
+        return problem(
+            401,
+            "unauthenticated",
+            "send Authorization: Bearer TOKEN with a token of the keys file",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    async def invalid(_: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        fields = [(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in error.errors()]
+        return problem(422, "validation_error", "invalid request parameters", errors=fields)
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        code = "not_found" if error.status_code == 404 else "http_error"
+        return problem(
+            error.status_code, code, str(error.detail), headers=dict(error.headers or {})
+        )
+
+    app.add_exception_handler(EscrowError, escrow_error)
+    app.add_exception_handler(Unauthenticated, unauthenticated)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(StoreUnavailable, lambda _, __: unreachable())
+    app.add_exception_handler(
+        BodyTooLarge, lambda _, __: problem(413, "payload_too_large", "the body is over 64 KiB")
+    )
+    app.add_exception_handler(
+        NotJSON, lambda _, __: problem(400, "invalid_json", "the body is not JSON")
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+            openapi_version="3.1.0",
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(bodies.schemas())
+        _, problems = models_json_schema([(Problem, "serialization")], ref_template=bodies.REF)
+        components.update(problems["$defs"])
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _docs_page(schema: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+        f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>escrow API</title>"
+        f"<h1>escrow API {html.escape(schema['info']['version'])}</h1>"
+        '<p>The OpenAPI 3.1 document: <a href="/openapi.json">/openapi.json</a> '
+        "(load it into any OpenAPI viewer or client generator).</p>"
+        f"<table border=1 cellpadding=4><tr><th>method</th><th>route</th><th>what</th></tr>{rows}"
+        "</table>"
+    )

@@ -1,0 +1,168 @@
+"""The reads of http.md: aggregates as they are now, what the caller may do, and the read
+models. A trader asking for what it is not a party to gets the same 404 as for what does not
+exist, so ids cannot be probed.
+
+A new kind of thing to read (complaints, when the engine has them) is one function here:
+load its view, check `who.sees_parties(...)`, answer it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from commands.api import Escrow
+from commands.audit.history import timeline
+from commands.http.answers import (
+    Allowed,
+    AppealAllowed,
+    Ledger,
+    Me,
+    OrderPage,
+    Queue,
+    Timeline,
+    TraderRecord,
+)
+from commands.http.auth import caller, engine_of, staff_or_platform
+from commands.http.engine import Engine
+from commands.http.keys import Principal
+from commands.http.params import known_only
+from commands.http.problems import BadParameter, responses
+from escrow.errors import NotFound
+from escrow.views import AppealView, OrderView
+from escrow.vocabulary import OrderState
+
+Caller = Annotated[Principal, Depends(caller)]
+Running = Annotated[Engine, Depends(engine_of)]
+State = Annotated[OrderState | None, Query(description="Only orders in this state.")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+router = APIRouter(
+    tags=["reads"], responses=responses(403, 404, 422), dependencies=[Depends(known_only)]
+)
+
+
+def _json(answer: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    return Response(answer.model_dump_json(), 200, headers, "application/json")
+
+
+def _visible_order(escrow: Escrow, ref: str, who: Principal) -> OrderView:
+    view = escrow.order(ref)
+    if not who.sees_parties(view.seller, view.buyer):
+        raise NotFound(f"no order {ref!r}")
+    return view
+
+
+def _visible_appeal(escrow: Escrow, ref: str, who: Principal) -> AppealView:
+    view = escrow.appeal(ref)
+    order = escrow.order(view.order)
+    if not who.sees_parties(order.seller, order.buyer):
+        raise NotFound(f"no appeal {ref!r}")
+    return view
+
+
+@router.get("/v1/orders/{order}", response_model=OrderView)
+def order(order: str, who: Caller, engine: Running) -> Response:
+    """The order now; its ETag is its version."""
+    view = _visible_order(engine.get(), order, who)
+    return _json(view, {"ETag": f'"{view.version}"'})
+
+
+@router.get("/v1/orders", response_model=OrderPage)
+def orders(
+    who: Caller,
+    engine: Running,
+    state: State = None,
+    trader: str | None = None,
+    limit: Limit = 100,
+    after: str | None = None,
+) -> Response:
+    """Orders newest first (a trader's own only), a page at a time: pass `next` as `after`."""
+    if who.is_trader:
+        if trader not in (None, who.name):
+            return _json(OrderPage(orders=[], next=None))
+        trader = who.name
+    rows = engine.get().orders(
+        state=state, trader=trader, limit=limit, after=_cursor(after) if after else None
+    )
+    last = rows[-1] if len(rows) == limit else None
+    return _json(OrderPage(orders=rows, next=_next(last.created_at, last.order) if last else None))
+
+
+def _next(created_at: datetime, ref: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{ref}".encode()).decode()
+
+
+def _cursor(text: str) -> tuple[datetime, str]:
+    try:
+        created_at, ref = base64.urlsafe_b64decode(text.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created_at), ref
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadParameter("after", "not a cursor this service gave") from None
+
+
+@router.get("/v1/orders/{order}/timeline", response_model=Timeline)
+def order_timeline(order: str, who: Caller, engine: Running) -> Response:
+    """Every event of the order and its appeals (and the sanctions they caused), oldest first."""
+    _visible_order(engine.get(), order, who)
+    entries = [e.as_json() for e in timeline(engine.history(), order)]
+    return _json(Timeline(order=order, events=entries))
+
+
+@router.get("/v1/orders/{order}/allowed", response_model=Allowed)
+def allowed(order: str, who: Caller, engine: Running) -> Response:
+    """The commands the caller may issue on the order now."""
+    escrow = engine.get()
+    _visible_order(escrow, order, who)
+    commands = escrow.allowed(who.name, order=order)
+    return _json(Allowed(order=order, actor=who.name, commands=commands))
+
+
+@router.get("/v1/appeals/{appeal}", response_model=AppealView)
+def appeal(appeal: str, who: Caller, engine: Running) -> Response:
+    view = _visible_appeal(engine.get(), appeal, who)
+    return _json(view, {"ETag": f'"{view.version}"'})
+
+
+@router.get("/v1/appeals/{appeal}/allowed", response_model=AppealAllowed)
+def appeal_allowed(appeal: str, who: Caller, engine: Running) -> Response:
+    """The commands the caller may issue on the appeal now."""
+    escrow = engine.get()
+    _visible_appeal(escrow, appeal, who)
+    commands = escrow.allowed(who.name, appeal=appeal)
+    return _json(AppealAllowed(appeal=appeal, actor=who.name, commands=commands))
+
+
+@router.get("/v1/me", response_model=Me)
+def me(who: Caller) -> Response:
+    """The token's principal: its name and role."""
+    return _json(Me(name=who.name, role=who.role))
+
+
+@router.get("/v1/queue", response_model=Queue)
+def queue(who: Caller, engine: Running, limit: Limit = 100) -> Response:
+    """Open appeals, oldest first, with what each waits on and when it is due (CS only)."""
+    staff_or_platform(who)
+    return _json(Queue(appeals=engine.get().appeal_queue(limit=limit)))
+
+
+@router.get("/v1/traders/{name}", response_model=TraderRecord)
+def trader(name: str, who: Caller, engine: Running) -> Response:
+    """Sanctions, `can_trade` and figures (a trader: its own record only)."""
+    if not who.sees_parties(name):
+        raise NotFound(f"no trader {name!r}")
+    escrow = engine.get()
+    view = escrow.trader(name)
+    return _json(TraderRecord(**dict(view), figures=escrow.trader_stats(name)))
+
+
+@router.get("/v1/ledger", response_model=Ledger)
+def ledger(who: Caller, engine: Running) -> Response:
+    """Escrow totals per asset (CS and the platform)."""
+    staff_or_platform(who)
+    return _json(Ledger(assets=engine.get().ledgers()))
