@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from eventsourcing.application import Application
 from psycopg import sql
 
 from escrow.application import EscrowApplication
@@ -67,7 +68,7 @@ class Runner:
         """Project new events as they are committed until `stop` (or, with `until_idle`,
         until the log has nothing new); returns how many notifications were read."""
         total = 0
-        with self._wakeups() as wait:
+        with wakeups(self.app, self.read, self.stopping) as wait:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 done = self.projector.catch_up(
@@ -88,22 +89,27 @@ class Runner:
 
         return progress
 
-    @contextlib.contextmanager
-    def _wakeups(self) -> Iterator[Callable[[float], None]]:
-        """A `wait(timeout)` that returns early when events may have been committed."""
-        recorder: Any = self.app.recorder
-        if not isinstance(self.read, PostgresReadStore) or not hasattr(recorder, "channel_name"):
 
-            def sleep(timeout: float) -> None:
-                self.stopping.wait(timeout)
+@contextlib.contextmanager
+def wakeups(
+    app: Application[Any], read: ReadStore, stopping: threading.Event
+) -> Iterator[Callable[[float], None]]:
+    """A `wait(timeout)` that returns early when events may have been committed (the
+    library's recorder NOTIFYs its channel in every inserting transaction: PostgreSQL
+    delivers it at commit) or when `stopping` is set; elsewhere it sleeps."""
+    recorder: Any = app.recorder
+    if not isinstance(read, PostgresReadStore) or not hasattr(recorder, "channel_name"):
 
-            yield sleep
-            return
-        with psycopg.connect(self.read.conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
+        def sleep(timeout: float) -> None:
+            stopping.wait(timeout)
 
-            def wait(timeout: float) -> None:
-                for _ in conn.notifies(timeout=timeout, stop_after=1):
-                    pass
+        yield sleep
+        return
+    with psycopg.connect(read.conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(recorder.channel_name)))
 
-            yield wait
+        def wait(timeout: float) -> None:
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+
+        yield wait
