@@ -50,3 +50,7 @@ from commands.cli.views import projections, views  # noqa: E402
 
 main.add_command(views)
 main.add_command(projections)
+
+from commands.cli.relay import relay  # noqa: E402
+
+main.add_command(relay)
