@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,44 +238,40 @@ def _restart_nats() -> None:
     assert nats_ready(), "NATS did not come back"
 
 
-@pytest.mark.restarts
-def test_a_nats_restart_during_a_run(url: str, stream: Stream) -> None:
+def relay_through(url: str, stream: Stream, restart: Callable[[], None]) -> None:
+    """A backlog, the relay busy with it, `restart()`, more events: all in the stream once."""
     record(url, 3000, seed=4)
     relay = start_relay(url, stream, "--batch", "5")
     try:
         wait_busy(url, stream)
-        _restart_nats()
+        restart()
         record(url, 200, seed=5)
         wait_caught_up(url, stream, timeout=60)
     finally:
         stop(relay)
-        subprocess.run(START_NATS, check=False, timeout=30)
     check_stream(url, stream)
+
+
+@pytest.mark.restarts
+def test_a_nats_restart_during_a_run(url: str, stream: Stream) -> None:
+    try:
+        relay_through(url, stream, _restart_nats)
+    finally:
+        subprocess.run(START_NATS, check=False, timeout=30)
 
 
 @pytest.mark.restarts
 @pytest.mark.postgres
 def test_a_postgresql_restart_during_a_run(pg_schema_url: str, stream: Stream) -> None:
-    record(pg_schema_url, 3000, seed=6)
-    relay = start_relay(pg_schema_url, stream, "--batch", "5")
+    pg_ctl = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
     try:
-        wait_busy(pg_schema_url, stream)
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart"],
-            check=True,
-            timeout=60,
+        relay_through(
+            pg_schema_url,
+            stream,
+            lambda: subprocess.run([*pg_ctl, "restart"], check=True, timeout=60),
         )
-        record(pg_schema_url, 200, seed=7)
-        wait_caught_up(pg_schema_url, stream, timeout=60)
     finally:
-        stop(relay)
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"],
-            check=False,
-            timeout=60,
-            capture_output=True,
-        )
-    check_stream(pg_schema_url, stream)
+        subprocess.run([*pg_ctl, "start"], check=False, timeout=60, capture_output=True)
 
 
 def test_passwords_never_reach_a_log_line() -> None:
