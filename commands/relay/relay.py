@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -185,15 +185,24 @@ class Relay:
             after, sequence = await self._resume(js)
             connected()
             log.info("connected; resuming after position %d (stream sequence %d)", after, sequence)
-            async with self._wakeups() as wait:
-                while not self.stopping.is_set():
-                    batch = await asyncio.to_thread(self._read, after)
-                    if batch is None:
-                        await wait()
-                        continue
-                    sequence = await self._publish(js, batch, sequence)
-                    await asyncio.to_thread(self.follower.advance, batch.last)
-                    after = batch.last
+            async with self._wakeups() as wakeups:
+                ahead = self._read_ahead(after, wakeups)
+                try:
+                    while not self.stopping.is_set():
+                        batch = await ahead
+                        if batch is None:
+                            await wakeups.wait()
+                            ahead = self._read_ahead(after, wakeups)
+                            continue
+                        acks, sequence = await self._send(js, batch, sequence)
+                        # The next batch is read and encoded while these acks come back.
+                        ahead = self._read_ahead(batch.last, wakeups)
+                        await self._confirm(acks, batch)
+                        await asyncio.to_thread(self.follower.advance, batch.last)
+                        after = batch.last
+                finally:
+                    with contextlib.suppress(Exception):
+                        await ahead  # its thread uses the store: let it finish first
         finally:
             await nc.close()
 
@@ -232,27 +241,36 @@ class Relay:
                 events.append((subject(self.prefix, event), self.encode(event), row[0]))
         return _Batch(rows[-1][0], events)
 
-    async def _publish(self, js: Any, batch: _Batch, sequence: int) -> int:
-        """Send the batch without waiting between messages, then wait for every ack; returns
-        the stream's new last sequence."""
-        futures = []
+    def _read_ahead(self, after: int, wakeups: _Polls) -> asyncio.Future[_Batch | None]:
+        wakeups.clear()  # before the read: a commit it misses wakes the next wait
+        return asyncio.ensure_future(asyncio.to_thread(self._read, after))
+
+    async def _send(
+        self, js: Any, batch: _Batch, sequence: int
+    ) -> tuple[list[asyncio.Future[Any]], int]:
+        """Publish the batch without waiting between messages; returns the futures of their
+        acks and the stream's last sequence once they are all stored."""
+        acks = []
         for subject_, payload, position in batch.events:
             headers = {MSG_ID: f"{ID_PREFIX}{position}", EXPECTED_SEQUENCE: str(sequence)}
-            futures.append(await js.publish_async(subject_, payload, headers=headers))
+            acks.append(await js.publish_async(subject_, payload, headers=headers))
             sequence += 1
-        if not futures:
-            return sequence
+        return acks, sequence
+
+    async def _confirm(self, acks: list[asyncio.Future[Any]], batch: _Batch) -> None:
+        """Every message of the batch stored, as the next one of the stream, or `Refused`."""
+        if not acks:
+            return
         done = await asyncio.wait_for(
-            asyncio.gather(*futures, return_exceptions=True), self.ack_timeout
+            asyncio.gather(*acks, return_exceptions=True), self.ack_timeout
         )
         for ack, (_, _, position) in zip(done, batch.events, strict=True):
             if isinstance(ack, BaseException):
                 raise Refused(f"position {position}: {ack}") from ack
             if ack.duplicate:  # already stored: the expected sequence no longer holds
                 raise Refused(f"position {position} was in the stream already")
-        return sequence
 
-    def _wakeups(self) -> Any:
+    def _wakeups(self) -> _Polls:
         return _PostgresWakeups(self) if isinstance(self.read, PostgresReadStore) else _Polls(self)
 
     async def _sleep(self, seconds: float) -> None:
@@ -286,34 +304,56 @@ class _Polls:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
-    async def __aenter__(self) -> Callable[[], Awaitable[None]]:
-        return lambda: self.relay._sleep(self.relay.poll)
+    async def __aenter__(self) -> _Polls:
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    def clear(self) -> None:
+        """Called before each read of the log (a commit after it must wake `wait`)."""
 
-class _PostgresWakeups:
-    """PostgreSQL: wait for the recorder's NOTIFY (sent at each commit), `poll` at most."""
+    async def wait(self) -> None:
+        await self.relay._sleep(self.relay.poll)
+
+
+class _PostgresWakeups(_Polls):
+    """PostgreSQL: a listener task turns every NOTIFY (sent at each commit) into `woken`, so
+    a commit that lands while the relay is busy still wakes the next `wait`; `poll` at most."""
 
     def __init__(self, relay: Relay) -> None:
-        self.relay = relay
+        super().__init__(relay)
+        self.woken = asyncio.Event()
         self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.listener: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Callable[[], Awaitable[None]]:
+    async def __aenter__(self) -> _PostgresWakeups:
         read = self.relay.read
         assert isinstance(read, PostgresReadStore)
         channel: str = getattr(self.relay.app.recorder, "channel_name")  # noqa: B009
         self.conn = await psycopg.AsyncConnection.connect(read.conninfo, autocommit=True)
         await self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        return self.wait
+        self.listener = asyncio.create_task(self._listen(self.conn))
+        return self
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async for _ in conn.notifies():
+            self.woken.set()
+
+    def clear(self) -> None:
+        self.woken.clear()
 
     async def wait(self) -> None:
-        """Until a commit is notified or `poll` seconds passed (so `stop` is seen by then)."""
-        assert self.conn is not None
-        async for _ in self.conn.notifies(timeout=self.relay.poll, stop_after=1):
-            pass
+        assert self.listener is not None
+        if self.listener.done():
+            self.listener.result()  # the LISTEN connection dropped: an outage of the store
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.woken.wait(), self.relay.poll)
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.listener is not None:
+            self.listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self.listener
         if self.conn is not None:
             await self.conn.close()
