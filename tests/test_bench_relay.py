@@ -29,6 +29,8 @@ def test_bench_relay_smoke(pg_schema_url: str) -> None:
             "5",
             "--batch",
             "50",
+            "--rounds",
+            "1",
             "--json",
         ],
         capture_output=True,

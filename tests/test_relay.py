@@ -14,11 +14,13 @@ import asyncio
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +202,7 @@ def test_kill_9_at_random_instants_loses_and_repeats_nothing(
     rng = random.Random(9)
     midway = 0
     for kill in range(10):
-        relay = start_relay(url, stream, "--batch", str(rng.choice([5, 20, 50])))
+        relay = start_relay(url, stream, "--batch", str(rng.choice([5, 10, 20])))
         time.sleep(rng.uniform(0.8, 2.0))  # start-up, then somewhere in a batch
         relay.kill()
         relay.wait()
@@ -280,3 +282,43 @@ def test_passwords_never_reach_a_log_line() -> None:
     )
     assert masked("nats://user:pw@127.0.0.1:4222") == "nats://user:***@127.0.0.1:4222"
     assert masked("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_example_consumer_applies_every_movement_once(tmp_path: Path, stream: Stream) -> None:
+    url = f"sqlite:///{tmp_path / 'escrow.db'}"
+    record(url, 400, seed=8)
+    relay = start_relay(url, stream)
+    try:
+        wait_caught_up(url, stream)
+    finally:
+        stop(relay)
+    wallet = tmp_path / "wallet.db"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "consume_events.py"
+    for _ in range(2):  # the second run finds everything applied (and acked) already
+        subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                "--nats",
+                NATS_URL,
+                "--stream",
+                stream.name,
+                "--prefix",
+                stream.prefix,
+                "--db",
+                str(wallet),
+                "--idle",
+                "1",
+                "--quiet",
+            ],
+            check=True,
+            timeout=60,
+        )
+    expected: dict[tuple[str, str], Decimal] = {}
+    for _, _, event in stream.messages():
+        if (moved := event["movement"]) is not None:
+            key = (moved["to"], moved["asset"])
+            expected[key] = expected.get(key, Decimal(0)) + Decimal(moved["amount"])
+    with sqlite3.connect(wallet) as db:
+        got = {(t, a): Decimal(v) for t, a, v in db.execute("SELECT * FROM balances")}
+    assert got == expected and expected

@@ -115,3 +115,17 @@ def test_kill_9_at_random_instants_never_skips_or_repeats(
         assert midway >= 3, "the kills should land while the handler is busy"
         expected = [e["position"] for e in EventFeed(History(engine.app)).page(0, 1_000_000)]
         assert positions == expected
+
+
+def test_the_example_in_docs_events_md_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "events.md").read_text()
+    section = text[text.index("## In Python") :]
+    start = section.index("```python\n") + 10
+    example = section[start : section.index("```", start)]
+    script = tmp_path / "example.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n{example}")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "exchange.db").exists()
