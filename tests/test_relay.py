@@ -198,18 +198,21 @@ def test_kill_9_at_random_instants_loses_and_repeats_nothing(
     tmp_path: Path, stream: Stream
 ) -> None:
     url = f"sqlite:///{tmp_path / 'escrow.db'}"
-    record(url, 6000, seed=3)
+    record(url, 3000, seed=3)
     rng = random.Random(9)
     midway = 0
     for kill in range(10):
+        record(url, 300, seed=10 + kill)  # the log grows between runs: always work to do
+        before = status_of(url, stream.name).position
         relay = start_relay(url, stream, "--batch", str(rng.choice([5, 10, 20])))
-        time.sleep(rng.uniform(0.8, 2.0))  # start-up, then somewhere in a batch
+        deadline = time.monotonic() + 20
+        while status_of(url, stream.name).position == before and time.monotonic() < deadline:
+            time.sleep(0.01)  # start-up: until its first batch is recorded
+        time.sleep(rng.uniform(0, 0.3))  # then somewhere in a batch: sent, acked, recorded
         relay.kill()
         relay.wait()
         found = status_of(url, stream.name)
         midway += 0 < found.position < found.head
-        if kill % 3 == 0:
-            record(url, 100, seed=10 + kill)  # the log grows between runs
     assert midway >= 4, "the kills should land while the relay is busy"
     relay = start_relay(url, stream)
     try:
