@@ -1,11 +1,13 @@
 """The public API, imported from one place: `from commands import Escrow, CreateOrder, ...`.
 
 Everything an embedding backend needs is named here: the engine, the command models, the
-refusals, the clocks, the policy and the views the queries answer. The modules behind these names
+refusals, the clocks, the policy, the views the queries answer, and the event feed with its
+extension point (`EventHandler` run by a `Subscription`, docs/events.md). The modules behind these names
 may move; these imports stay.
 """
 
 from commands.api import Escrow
+from commands.events import EventFeed, event_json
 from commands.models import (
     AddEvidence,
     AgreeTopUp,
@@ -31,6 +33,7 @@ from commands.models import (
     SubmitPaymentProof,
     parse_command,
 )
+from commands.subscription import EventHandler, Subscription
 from escrow.clock import (
     Clock,
     ManualClock,
@@ -69,6 +72,7 @@ from escrow.views import (
 from projections.appeal_queue import QueueItem
 from projections.ledger import LedgerLine
 from projections.orders import OrderRow
+from projections.readstore import Cursor
 from projections.traders import TraderStats
 
 __all__ = [
@@ -87,11 +91,14 @@ __all__ = [
     "ConfirmRefund",
     "ConfirmTopUp",
     "CreateOrder",
+    "Cursor",
     "DeadlinePassed",
     "DuplicateId",
     "Escrow",
     "EscrowBalance",
     "EscrowError",
+    "EventFeed",
+    "EventHandler",
     "InvalidState",
     "IssueAlreadyResolved",
     "LedgerLine",
@@ -123,10 +130,12 @@ __all__ = [
     "StartReview",
     "SubmitFreezeProof",
     "SubmitPaymentProof",
+    "Subscription",
     "SystemClock",
     "TraderStats",
     "TraderSuspended",
     "TraderView",
     "ValidationError",
+    "event_json",
     "parse_command",
 ]

@@ -1,4 +1,4 @@
-"""One event as every consumer sees it (`../shared/spec/events.md`): the relay to NATS, the
+"""One event as every consumer sees it (docs/events.md): the relay to NATS, the
 HTTP feed, the audit export and the Python handlers all build it here, so a wallet service
 reading any of them sees the same fields, the same decimals and the same `movement`.
 

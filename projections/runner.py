@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from eventsourcing.application import Application
 from psycopg import sql
 
 from escrow.application import STORE_AWAY, EscrowApplication
@@ -83,7 +84,7 @@ class Runner:
         until the log has nothing new); returns how many notifications were read."""
         total = 0
         away = 0  # failed attempts in a row while the store is away
-        with store_faults(self.config), self._wakeups() as wait:
+        with store_faults(self.config), wakeups(self.app, self.read, self.stopping) as wait:
             while not self.stopping.is_set():
                 started = time.perf_counter()
                 try:
@@ -121,22 +122,27 @@ class Runner:
 
         return progress
 
-    @contextlib.contextmanager
-    def _wakeups(self) -> Iterator[Callable[[float], None]]:
-        """A `wait(timeout)` that returns early when events may have been committed."""
-        recorder: Any = self.app.recorder
-        if not isinstance(self.read, PostgresReadStore) or not hasattr(recorder, "channel_name"):
 
-            def sleep(timeout: float) -> None:
-                self.stopping.wait(timeout)
+@contextlib.contextmanager
+def wakeups(
+    app: Application[Any], read: ReadStore, stopping: threading.Event
+) -> Iterator[Callable[[float], None]]:
+    """A `wait(timeout)` that returns early when events may have been committed (the
+    library's recorder NOTIFYs its channel in every inserting transaction: PostgreSQL
+    delivers it at commit) or when `stopping` is set; elsewhere it sleeps."""
+    recorder: Any = app.recorder
+    if not isinstance(read, PostgresReadStore) or not hasattr(recorder, "channel_name"):
 
-            yield sleep
-            return
-        listener = Listener(self.read.conninfo, recorder.channel_name, self.stopping)
-        try:
-            yield listener.wait
-        finally:
-            listener.close()
+        def sleep(timeout: float) -> None:
+            stopping.wait(timeout)
+
+        yield sleep
+        return
+    listener = Listener(read.conninfo, recorder.channel_name, stopping)
+    try:
+        yield listener.wait
+    finally:
+        listener.close()
 
 
 class Listener:
@@ -152,7 +158,7 @@ class Listener:
     def wait(self, timeout: float) -> None:
         try:
             if self.conn is None:
-                self.conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+                self.conn = psycopg.connect(self.conninfo, autocommit=True)
                 self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             for _ in self.conn.notifies(timeout=timeout, stop_after=1):
                 pass

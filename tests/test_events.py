@@ -1,4 +1,4 @@
-"""The JSON of one event (`../shared/spec/events.md`) for every event of a simulated store, on
+"""The JSON of one event (docs/events.md) for every event of a simulated store, on
 memory, SQLite and PostgreSQL: the contract's fields and types, amounts as exact decimal
 strings, a `movement` on exactly the events that settled an order, and pages that neither skip
 nor repeat an event."""

@@ -30,7 +30,7 @@ def read_events(http: httpx.Client, count: int, **headers: str) -> list[dict[str
                 ident = int(line[4:])
             elif line.startswith("data: "):
                 event = json.loads(line[6:])
-                assert event["id"] == ident
+                assert event["position"] == ident
                 got.append(event)
                 if len(got) == count:
                     break
@@ -50,12 +50,12 @@ def test_pages_of_the_log(server: Server) -> None:
             if not page["events"]:
                 assert page["next"] == after
                 break
-            positions += [e["id"] for e in page["events"]]
+            positions += [e["position"] for e in page["events"]]
             after = page["next"]
         assert positions == sorted(set(positions)) and len(positions) >= 9
         first = http.get("/v1/events?limit=1", headers=auth("sam")).json()["events"][0]
-        assert first["event"] == "Order.Created" and first["at"].endswith("Z")
-        assert first["fields"]["amount"] == "500"
+        assert first["type"] == "escrow:Order.Created.v1" and first["at"].endswith("Z")
+        assert first["data"]["amount"] == "500"
         forbidden = http.get("/v1/events", headers=auth("alice"))
         assert forbidden.status_code == 403 and forbidden.json()["code"] == "not_authorized"
         assert http.get("/v1/events/stream", headers=auth("bob")).status_code == 403
@@ -69,14 +69,14 @@ def test_the_stream_resumes_from_last_event_id_without_gap_or_duplicate(server: 
             "events"
         ]
         first = read_events(http, 4)
-        assert [e["id"] for e in first] == [e["id"] for e in head[:4]]
+        assert [e["position"] for e in first] == [e["position"] for e in head[:4]]
         lifecycle(http)  # recorded while no one listens
-        rest = read_events(http, len(head) - 4 + 3, **{"Last-Event-ID": str(first[-1]["id"])})
+        rest = read_events(http, len(head) - 4 + 3, **{"Last-Event-ID": str(first[-1]["position"])})
         everything = http.get(
             "/v1/events", params={"limit": 1000}, headers=auth("platform")
         ).json()["events"]
-        seen = [e["id"] for e in first + rest]
-        assert seen == [e["id"] for e in everything][: len(seen)]
+        seen = [e["position"] for e in first + rest]
+        assert seen == [e["position"] for e in everything][: len(seen)]
         assert len(seen) == len(set(seen))
         bad = http.get("/v1/events/stream", headers={**auth("carol"), "Last-Event-ID": "x"})
         assert bad.status_code == 422
@@ -97,9 +97,9 @@ def test_the_stream_is_live(server: Server) -> None:
                     events.append(json.loads(line[6:]))
                     if len(events) == 3:
                         break
-        assert [e["event"] for e in events] == [
-            "Order.Created",
-            "Order.MarkedPaid",
-            "Order.Released",
+        assert [e["type"] for e in events] == [
+            "escrow:Order.Created.v1",
+            "escrow:Order.MarkedPaid.v1",
+            "escrow:Order.Released.v1",
         ]
-        assert events[0]["id"] == head + 1
+        assert events[0]["position"] > head

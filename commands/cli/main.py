@@ -76,3 +76,7 @@ main.add_command(projections)
 from commands.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
+
+from commands.cli.relay import relay  # noqa: E402
+
+main.add_command(relay)

@@ -1,4 +1,4 @@
-"""`escrow serve`: the engine as an HTTP service (commands/http, ../shared/spec/http.md)."""
+"""`escrow serve`: the engine as an HTTP service (commands/http, docs/http-contract.md)."""
 
 from __future__ import annotations
 

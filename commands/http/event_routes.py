@@ -17,10 +17,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from commands.events import EventFeed
 from commands.http.answers import EventPage
 from commands.http.auth import caller, engine_of, staff_or_platform
 from commands.http.engine import Engine
-from commands.http.event_feed import EventFeed
 from commands.http.keys import Principal
 from commands.http.params import known_only
 from commands.http.problems import BadParameter, responses
@@ -76,8 +76,8 @@ def events(
     """The log from position `after`, oldest first; pass `next` as `after` for the next page."""
     staff_or_platform(who)
     feed = feed_of(request)
-    page = feed.page(after, limit)
-    body = EventPage(events=page, next=page[-1]["id"] if page else after, head=feed.head())
+    page, read_up_to = feed.read(after, limit)
+    body = EventPage(events=page, next=read_up_to, head=feed.head())
     return Response(body.model_dump_json(), 200, media_type="application/json")
 
 
@@ -104,10 +104,10 @@ async def stream(
     async def lines(position: int) -> AsyncIterator[str]:
         quiet = 0.0
         while True:
-            page = await run_in_threadpool(feed.page, position, PAGE)
+            page, read_up_to = await run_in_threadpool(feed.read, position, PAGE)
             for event in page:
-                position = event["id"]
-                yield f"id: {position}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n"
+                yield f"id: {event['position']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            position = read_up_to
             if len(page) == PAGE:
                 continue
             if quiet >= KEEP_ALIVE:

@@ -251,7 +251,7 @@ export async function renderOrder(main, me, id) {
   if (me.role === "trader") return () => {};
 
   const ours = (event) =>
-    event.ref === id || (data.order.appeals ?? []).includes(event.ref) || event.fields?.order === id;
+    event.ref === id || (data.order.appeals ?? []).includes(event.ref) || event.data?.order === id;
   let pending = null;
   return follow((event) => {
     if (!ours(event)) return;

@@ -1,0 +1,1 @@
+"""The relay of the log to NATS JetStream (`escrow relay`, docs/events.md)."""
