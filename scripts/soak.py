@@ -418,7 +418,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 def _every(rng: random.Random, deadline: float) -> Iterator[None]:
     """A moment for mischief, at random intervals, until the deadline."""
     while time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.5, 3.0))
+        time.sleep(rng.uniform(0.3, 1.5))
         yield None
 
 

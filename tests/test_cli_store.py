@@ -30,6 +30,8 @@ STORE_COMMANDS = [
     ("scenario", "run"),
     ("simulate",),
     ("serve",),
+    ("relay",),
+    ("relay", "status"),
 ]
 
 
@@ -43,7 +45,8 @@ def _leaf(path: tuple[str, ...]) -> click.Command:
 
 def _leaves(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     if isinstance(command, click.Group):
-        return [p for n, c in command.commands.items() for p in _leaves(c, (*path, n))]
+        runs = [path] if command.invoke_without_command else []  # `escrow relay` runs too
+        return runs + [p for n, c in command.commands.items() for p in _leaves(c, (*path, n))]
     return [path]
 
 
