@@ -7,6 +7,7 @@ may move; these imports stay.
 
 from commands.api import Escrow
 from commands.models import (
+    AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
     ApplySanction,
@@ -14,11 +15,15 @@ from commands.models import (
     CancelOrder,
     Command,
     ConfirmRefund,
+    ConfirmReversal,
     ConfirmTopUp,
     CreateOrder,
+    DecideComplaint,
+    FileComplaint,
     LiftSanction,
     MarkPaid,
     OpenAppeal,
+    RecordRecovery,
     RefuseRefund,
     RefuseTopUp,
     Release,
@@ -26,9 +31,12 @@ from commands.models import (
     RequestPaymentProof,
     RequestRefund,
     ResolveAppeal,
+    StartComplaintReview,
     StartReview,
     SubmitFreezeProof,
     SubmitPaymentProof,
+    WaiveClawback,
+    WithdrawComplaint,
     parse_command,
 )
 from escrow.clock import (
@@ -57,6 +65,7 @@ from escrow.errors import (
 from escrow.policy import Policy
 from escrow.views import (
     AppealView,
+    ComplaintView,
     EscrowBalance,
     LedgerView,
     OrderView,
@@ -72,6 +81,7 @@ from projections.orders import OrderRow
 from projections.traders import TraderStats
 
 __all__ = [
+    "AddComplaintEvidence",
     "AddEvidence",
     "AgreeTopUp",
     "AmountExceedsLimit",
@@ -83,15 +93,19 @@ __all__ = [
     "CancelOrder",
     "Clock",
     "Command",
+    "ComplaintView",
     "ConcurrencyConflict",
     "ConfirmRefund",
+    "ConfirmReversal",
     "ConfirmTopUp",
     "CreateOrder",
     "DeadlinePassed",
+    "DecideComplaint",
     "DuplicateId",
     "Escrow",
     "EscrowBalance",
     "EscrowError",
+    "FileComplaint",
     "InvalidState",
     "IssueAlreadyResolved",
     "LedgerLine",
@@ -108,6 +122,7 @@ __all__ = [
     "Policy",
     "PriceDeviation",
     "QueueItem",
+    "RecordRecovery",
     "Recorded",
     "RefundPending",
     "RefundView",
@@ -120,6 +135,7 @@ __all__ = [
     "RequestRefund",
     "ResolveAppeal",
     "SanctionView",
+    "StartComplaintReview",
     "StartReview",
     "SubmitFreezeProof",
     "SubmitPaymentProof",
@@ -128,5 +144,7 @@ __all__ = [
     "TraderSuspended",
     "TraderView",
     "ValidationError",
+    "WaiveClawback",
+    "WithdrawComplaint",
     "parse_command",
 ]

@@ -1,4 +1,4 @@
-"""The embedding API: `Escrow(store_url, policy=, clock=, agents=)` with `execute(command)`,
+"""The embedding API: `Escrow(store_url, policy=, clock=, agents=, supervisors=)` with `execute(command)`,
 the queries and `tick(now)`. A thin front over the wiring (commands.bootstrap), the command
 runner (commands.execution), the deadlines (commands.deadlines) and the queries
 (commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
@@ -30,16 +30,22 @@ class Escrow(Queries):
         policy: Policy | None = None,
         clock: Clock | None = None,
         agents: Iterable[str] = (),
+        supervisors: Iterable[str] = (),
         read_models: str | None = None,
         recent_streams: int = STREAMS,
     ) -> None:
         """`read_models`: "inline" or "deferred" (default: by backend, see
         commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
         last the engine keeps in memory, to decide the next command on them without reading
-        them back (commands.recent; 0 keeps none)."""
+        them back (commands.recent; 0 keeps none). `supervisors`: agents who also handle
+        complaints (E3); each is an agent whether or not `agents` names it."""
         wiring = wire(store, read_models)
         runner = CommandRunner(
-            wiring, RecentStreams(recent_streams), policy or Policy(), frozenset(agents)
+            wiring,
+            RecentStreams(recent_streams),
+            policy or Policy(),
+            frozenset(agents),
+            frozenset(supervisors),
         )
         super().__init__(wiring, runner, clock or SystemClock())
 

@@ -28,12 +28,18 @@ MAX_ATTEMPTS = 12
 
 class CommandRunner:
     def __init__(
-        self, wiring: Wiring, recent: RecentStreams, policy: Policy, agents: frozenset[str]
+        self,
+        wiring: Wiring,
+        recent: RecentStreams,
+        policy: Policy,
+        agents: frozenset[str],
+        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.wiring = wiring
         self.recent = recent
         self.policy = policy
-        self.agents = agents
+        self.supervisors = supervisors
+        self.agents = agents | supervisors  # a supervisor is an agent who also handles complaints
 
     def unit(self, now: datetime, *, system: bool = False, attempt: int = 0) -> Unit:
         return Unit(
@@ -44,6 +50,7 @@ class CommandRunner:
             self.agents,
             system=system,
             attempt=attempt,
+            supervisors=self.supervisors,
         )
 
     def run(self, command: Command, now: datetime) -> Outcome:

@@ -16,13 +16,14 @@ from commands.execution import CommandRunner
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock
+from escrow.complaint import Complaint
 from escrow.durations import parse_duration
 from escrow.errors import NotFound, ValidationError
-from escrow.machines import APPEAL, ORDER, Situation
+from escrow.machines import APPEAL, COMPLAINT, ORDER, Situation
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
-from escrow.views import AppealView, LedgerView, OrderView, TraderView
+from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
 from projections import appeal_queue as queue_model
 from projections import orders as orders_model
 from projections import traders as traders_model
@@ -30,6 +31,8 @@ from projections.appeal_queue import QueueItem
 from projections.ledger import LedgerLine, ledger_lines, ledgers
 from projections.orders import OrderRow
 from projections.traders import TraderStats
+
+DECISIONS = {"decide_upheld": "decide_complaint", "decide_overturned": "decide_complaint"}
 
 
 class Queries:
@@ -59,6 +62,9 @@ class Queries:
     def appeal(self, ref: str) -> AppealView:
         return AppealView.of(self._load(Appeal, ref))
 
+    def complaint(self, ref: str) -> ComplaintView:
+        return ComplaintView.of(self._load(Complaint, ref))
+
     def trader(self, name: str, at: datetime | None = None) -> TraderView:
         try:
             found: Trader | None = self._load(Trader, name)
@@ -67,26 +73,46 @@ class Queries:
         return TraderView.of(name, found, at or self.clock.now())
 
     def ledger(self, asset: str) -> LedgerView:
+        """Escrow and clawback totals of one asset (zero for an asset never traded)."""
         self.projector.catch_up()
-        rows = self.read.query(
-            "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
+        found = ledgers(self.read, asset)
+        zero = Decimal(0)
+        return (
+            found[0]
+            if found
+            else LedgerView(asset=asset, in_escrow=zero, released=zero, returned=zero)
         )
-        values = [Decimal(str(v)) for v in rows[0]] if rows else [Decimal(0)] * 3
-        return LedgerView(asset=asset, in_escrow=values[0], released=values[1], returned=values[2])
 
     def allowed(
-        self, actor: str, *, order: str | None = None, appeal: str | None = None
+        self,
+        actor: str,
+        *,
+        order: str | None = None,
+        appeal: str | None = None,
+        complaint: str | None = None,
     ) -> list[str]:
-        """What `actor` may do now on this order or appeal: the commands the rulebook would
-        accept from its current state (amount limits are checked when the command comes)."""
+        """What `actor` may do now on this order, appeal or complaint: the commands the
+        rulebook would accept from its current state (amount limits are checked when the
+        command comes)."""
         unit = self.runner.unit(self.clock.now())
         who = unit.actor(actor)
         now = self.clock.now()
+        if complaint is not None:
+            c = self._load(Complaint, complaint)
+            situation = Situation(None, now, complaint=c)
+            found = [
+                t
+                for t in COMPLAINT.triggers(c.roles_of(who))
+                if t != "mark_overdue" and COMPLAINT.allows(t, c.state, situation)
+            ]
+            # The two decisions are one command, `decide_complaint`, with its `decision`.
+            return list(dict.fromkeys(DECISIONS.get(t, t) for t in found))
         if appeal is not None:
             a = self._load(Appeal, appeal)
             o = self._load(Order, a.order)
             roles = a.roles_of(who)
-            situation = Situation(o, now, a, outcome=None)
+            window = None if a.closed_at is None else a.closed_at + self.policy.complaint_window
+            situation = Situation(o, now, a, outcome=None, deadline=window)
             return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
         if order is None:
             raise ValidationError("name an order or an appeal")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from commands.cli.store import DEFAULT_STORE, STORE_HELP
-from escrow.machines import APPEAL, ORDER
+from escrow.machines import APPEAL, COMPLAINT, ORDER
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,10 +28,13 @@ def main(store: str) -> None:
 
 
 @main.command()
-@click.argument("machine", type=click.Choice(["order", "appeal", "all"]), default="all")
+@click.argument(
+    "machine", type=click.Choice(["order", "appeal", "complaint", "all"]), default="all"
+)
 def diagram(machine: str) -> None:
-    """Print the order and appeal state machines as Mermaid, generated from the rulebooks."""
-    books = {"order": ORDER, "appeal": APPEAL}
+    """Print the order, appeal and complaint state machines as Mermaid, generated from the
+    rulebooks."""
+    books = {"order": ORDER, "appeal": APPEAL, "complaint": COMPLAINT}
     chosen = books.values() if machine == "all" else [books[machine]]
     click.echo("\n\n".join(book.mermaid() for book in chosen))
 
