@@ -27,7 +27,7 @@ from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, Trade
 from projections import appeal_queue as queue_model
 from projections import orders as orders_model
 from projections import traders as traders_model
-from projections.appeal_queue import QueueItem
+from projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
 from projections.ledger import LedgerLine, ledger_lines, ledgers
 from projections.orders import OrderRow
 from projections.traders import TraderStats
@@ -169,6 +169,14 @@ class Queries:
             waits_on=waits_on,
             limit=limit,
         )
+
+    def complaint_queue(
+        self, *, overdue: bool = False, limit: int | None = None, at: datetime | None = None
+    ) -> list[ComplaintQueueItem]:
+        """Undecided complaints beside the appeal queue, earliest response deadline first
+        (E5); `overdue` keeps those past it."""
+        self.projector.catch_up()
+        return complaint_query(self.read, at or self.clock.now(), overdue=overdue, limit=limit)
 
     def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:
         """Counts, 30-day completion rate, speeds, appeals and active sanctions of a trader."""

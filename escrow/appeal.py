@@ -240,6 +240,7 @@ class Appeal(EscrowAggregate):
         """K1: the clawback opens; `asset` is the order's, for the ledger (K4)."""
 
         TOPIC = "escrow:Appeal.ReversalConfirmed.v1"
+        buyer: str  # who owes it, for the trader figures
         asset: str
         amount: Decimal
 
@@ -579,6 +580,7 @@ class Appeal(EscrowAggregate):
             actor=by.name,
             rule=rule,
             at=at,
+            buyer=self.buyer,
             asset=order.asset,
             amount=amount,
         )

@@ -99,6 +99,7 @@ class Complaint(EscrowAggregate):
 
     class Decided(Moved):
         TOPIC = "escrow:Complaint.Decided.v1"
+        complainant: str  # who won or lost, for the trader figures
         decision: str
         compensation: Decimal | None
 
@@ -205,6 +206,7 @@ class Complaint(EscrowAggregate):
             rule=rule,
             at=at,
             state=state,
+            complainant=self.complainant,
             decision=decision,
             compensation=compensation if decision == Decision.OVERTURNED else None,
         )

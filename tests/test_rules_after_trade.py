@@ -428,3 +428,54 @@ def test_A1_settled_resolving_a_closed_appeal_is_invalid_state_whatever_the_outc
     do(engine, "cancel_appeal", appeal="a2", by="bob")
     for outcome in ({}, {"outcome": "release"}, {"outcome": "cancel"}):
         refused(engine, "invalid_state", "resolve_appeal", appeal="a2", by="carol", **outcome)
+
+
+# --- read models: the CS queue, trader figures, the ledger; a rebuild gives the same -------
+
+
+def read_models(engine: Escrow) -> tuple[object, ...]:
+    return (
+        engine.complaint_queue(),
+        engine.appeal_queue(),
+        [engine.trader_stats(name) for name in ("alice", "bob")],
+        engine.ledgers(),
+    )
+
+
+def test_E5_queue_figures_and_ledger_follow_complaints_and_clawbacks(
+    engine: Escrow, clock: ManualClock
+) -> None:
+    released_then_reversed(engine)
+    do(engine, "confirm_reversal", appeal="a1", by="carol", amount="500")
+    do(engine, "record_recovery", appeal="a1", by="carol", amount="100")
+    do(engine, "resolve_appeal", appeal="a1", by="carol")
+    file(engine, by="bob")
+    assert engine.appeal_queue() == []  # appeals and complaints are queued apart
+    (row,) = engine.complaint_queue()
+    assert (row.complaint, row.appeal, row.state, row.waits_on, row.waits_for) == (
+        "k1",
+        "a1",
+        "filed",
+        "review",
+        "supervisor",
+    )
+    assert (row.due_at, row.overdue) == (clock.now() + timedelta(days=15), False)
+    clock.advance(timedelta(days=15))
+    assert engine.complaint_queue(overdue=True)[0].overdue  # due, before any tick
+    engine.tick()
+    do(engine, "start_complaint_review", complaint="k1", by="sam")
+    (row,) = engine.complaint_queue()
+    assert (row.state, row.supervisor, row.waits_on, row.overdue) == (
+        "under_review",
+        "sam",
+        "decision",
+        True,
+    )
+    do(engine, "decide_complaint", complaint="k1", by="sam", decision="overturned")
+    assert engine.complaint_queue() == []
+    bob = engine.trader_stats("bob")
+    assert (bob.reversals, bob.complaints_filed, bob.complaints_won) == (1, 1, 1)
+    assert engine.trader_stats("alice").reversals == 0
+    kept = read_models(engine)
+    engine.projector.rebuild()
+    assert read_models(engine) == kept
