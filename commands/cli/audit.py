@@ -50,7 +50,7 @@ from commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
 
-KIND = click.Choice(["order", "appeal", "trader"])
+KIND = click.Choice(["order", "appeal", "trader", "complaint"])
 
 
 class AuditError(click.ClickException):
