@@ -9,6 +9,7 @@ may move; these imports stay.
 from commands.api import Escrow
 from commands.events import EventFeed, event_json
 from commands.models import (
+    AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
     ApplySanction,
@@ -16,11 +17,15 @@ from commands.models import (
     CancelOrder,
     Command,
     ConfirmRefund,
+    ConfirmReversal,
     ConfirmTopUp,
     CreateOrder,
+    DecideComplaint,
+    FileComplaint,
     LiftSanction,
     MarkPaid,
     OpenAppeal,
+    RecordRecovery,
     RefuseRefund,
     RefuseTopUp,
     Release,
@@ -28,9 +33,12 @@ from commands.models import (
     RequestPaymentProof,
     RequestRefund,
     ResolveAppeal,
+    StartComplaintReview,
     StartReview,
     SubmitFreezeProof,
     SubmitPaymentProof,
+    WaiveClawback,
+    WithdrawComplaint,
     parse_command,
 )
 from commands.subscription import EventHandler, Subscription
@@ -60,6 +68,7 @@ from escrow.errors import (
 from escrow.policy import Policy
 from escrow.views import (
     AppealView,
+    ComplaintView,
     EscrowBalance,
     LedgerView,
     OrderView,
@@ -76,6 +85,7 @@ from projections.readstore import Cursor
 from projections.traders import TraderStats
 
 __all__ = [
+    "AddComplaintEvidence",
     "AddEvidence",
     "AgreeTopUp",
     "AmountExceedsLimit",
@@ -87,18 +97,22 @@ __all__ = [
     "CancelOrder",
     "Clock",
     "Command",
+    "ComplaintView",
     "ConcurrencyConflict",
     "ConfirmRefund",
+    "ConfirmReversal",
     "ConfirmTopUp",
     "CreateOrder",
     "Cursor",
     "DeadlinePassed",
+    "DecideComplaint",
     "DuplicateId",
     "Escrow",
     "EscrowBalance",
     "EscrowError",
     "EventFeed",
     "EventHandler",
+    "FileComplaint",
     "InvalidState",
     "IssueAlreadyResolved",
     "LedgerLine",
@@ -115,6 +129,7 @@ __all__ = [
     "Policy",
     "PriceDeviation",
     "QueueItem",
+    "RecordRecovery",
     "Recorded",
     "RefundPending",
     "RefundView",
@@ -127,6 +142,7 @@ __all__ = [
     "RequestRefund",
     "ResolveAppeal",
     "SanctionView",
+    "StartComplaintReview",
     "StartReview",
     "SubmitFreezeProof",
     "SubmitPaymentProof",
@@ -136,6 +152,8 @@ __all__ = [
     "TraderSuspended",
     "TraderView",
     "ValidationError",
+    "WaiveClawback",
+    "WithdrawComplaint",
     "event_json",
     "parse_command",
 ]

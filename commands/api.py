@@ -1,4 +1,4 @@
-"""The embedding API: `Escrow(store_url, policy=, clock=, agents=)` with `execute(command)`,
+"""The embedding API: `Escrow(store_url, policy=, clock=, agents=, supervisors=)` with `execute(command)`,
 the queries and `tick(now)`. A thin front over the wiring (commands.bootstrap), the command
 runner (commands.execution), the deadlines (commands.deadlines) and the queries
 (commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
@@ -31,6 +31,7 @@ class Escrow(Queries):
         policy: Policy | None = None,
         clock: Clock | None = None,
         agents: Iterable[str] = (),
+        supervisors: Iterable[str] = (),
         read_models: str | None = None,
         recent_streams: int = STREAMS,
         create: bool = True,
@@ -40,7 +41,9 @@ class Escrow(Queries):
         last the engine keeps in memory, to decide the next command on them without reading
         them back (commands.recent; 0 keeps none). `create` False: the store must already
         exist (a tool that only reads must not leave an empty store behind a typo); else
-        StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors)."""
+        StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors).
+        `supervisors`: agents who also handle complaints (E3); each is an agent whether or not
+        `agents` names it."""
         if policy is not None and not isinstance(policy, Policy):
             raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")
         try:
@@ -49,6 +52,12 @@ class Escrow(Queries):
             names = None
         if names is None or not all(isinstance(a, str) for a in names):
             raise ValidationError("agents is a collection of names (strings)")
+        try:
+            heads = frozenset(supervisors) if not isinstance(supervisors, str) else None
+        except TypeError:
+            heads = None
+        if heads is None or not all(isinstance(s, str) for s in heads):
+            raise ValidationError("supervisors is a collection of names (strings)")
         if (
             isinstance(recent_streams, bool)
             or not isinstance(recent_streams, int)
@@ -56,7 +65,9 @@ class Escrow(Queries):
         ):
             raise ValidationError("recent_streams is a whole number, 0 or more")
         wiring = wire(store, read_models, create)
-        runner = CommandRunner(wiring, RecentStreams(recent_streams), policy or Policy(), names)
+        runner = CommandRunner(
+            wiring, RecentStreams(recent_streams), policy or Policy(), names, heads
+        )
         super().__init__(wiring, runner, clock or SystemClock())
 
     def __enter__(self) -> Escrow:

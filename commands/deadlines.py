@@ -14,16 +14,19 @@ from commands.system import (
     ExpirePaymentProof,
     ExpirePaymentWindow,
     ExpireSanctions,
+    MarkComplaintOverdue,
     SystemCommand,
 )
 from escrow.appeal import Appeal
 from escrow.application import EscrowApplication, project
+from escrow.complaint import Complaint
 from escrow.errors import EscrowError
 from escrow.order import Order
 from escrow.recording import EscrowAggregate
 from escrow.trader import Trader
 from escrow.views import Outcome
 from projections.deadlines import (
+    COMPLAINT_RESPONSE,
     FREEZE_WINDOW,
     PAYMENT_PROOF,
     PAYMENT_WINDOW,
@@ -37,12 +40,14 @@ DEADLINE_COMMANDS: dict[str, Callable[[str], SystemCommand]] = {
     PAYMENT_PROOF: lambda ref: ExpirePaymentProof(appeal=ref),
     FREEZE_WINDOW: lambda ref: CloseFreezeWindow(appeal=ref),
     SANCTION_EXPIRY: lambda ref: ExpireSanctions(trader=ref),
+    COMPLAINT_RESPONSE: lambda ref: MarkComplaintOverdue(complaint=ref),
 }
 DEADLINE_STREAMS: dict[str, type[EscrowAggregate]] = {
     PAYMENT_WINDOW: Order,
     PAYMENT_PROOF: Appeal,
     FREEZE_WINDOW: Appeal,
     SANCTION_EXPIRY: Trader,
+    COMPLAINT_RESPONSE: Complaint,
 }
 
 

@@ -29,12 +29,18 @@ MAX_ATTEMPTS = 12
 
 class CommandRunner:
     def __init__(
-        self, wiring: Wiring, recent: RecentStreams, policy: Policy, agents: frozenset[str]
+        self,
+        wiring: Wiring,
+        recent: RecentStreams,
+        policy: Policy,
+        agents: frozenset[str],
+        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.wiring = wiring
         self.recent = recent
         self.policy = policy
-        self.agents = agents
+        self.supervisors = supervisors
+        self.agents = agents | supervisors  # a supervisor is an agent who also handles complaints
         self.latest = datetime.min.replace(tzinfo=UTC)  # the latest time it recorded at
         self._time = threading.Lock()
 
@@ -47,6 +53,7 @@ class CommandRunner:
             self.agents,
             system=system,
             attempt=attempt,
+            supervisors=self.supervisors,
         )
 
     def run(self, command: Command, now: datetime) -> Outcome:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from commands.models import (
+    AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
     ApplySanction,
@@ -17,11 +18,15 @@ from commands.models import (
     CancelOrder,
     Command,
     ConfirmRefund,
+    ConfirmReversal,
     ConfirmTopUp,
     CreateOrder,
+    DecideComplaint,
+    FileComplaint,
     LiftSanction,
     MarkPaid,
     OpenAppeal,
+    RecordRecovery,
     RefuseRefund,
     RefuseTopUp,
     Release,
@@ -29,21 +34,29 @@ from commands.models import (
     RequestPaymentProof,
     RequestRefund,
     ResolveAppeal,
+    StartComplaintReview,
     StartReview,
     SubmitFreezeProof,
     SubmitPaymentProof,
+    WaiveClawback,
+    WithdrawComplaint,
 )
 from commands.system import (
     CloseFreezeWindow,
     ExpirePaymentProof,
     ExpirePaymentWindow,
     ExpireSanctions,
+    MarkComplaintOverdue,
 )
 from commands.unit import Unit
+from escrow.actors import Actor
 from escrow.appeal import Appeal
+from escrow.complaint import Complaint
 from escrow.consequences import (
+    close_complaint,
     refunds_requested,
-    suspend_buyer_on_freeze,
+    reversal_confirmed,
+    suspend_buyer_on_opening,
     suspend_seller_on_refused_refund,
 )
 from escrow.errors import (
@@ -130,8 +143,8 @@ def open_appeal(u: Unit, c: OpenAppeal) -> None:
             at=u.now,
         )
     )
-    order.appeal_opened(appeal.ref, by, appeal.issue, u.now)
-    suspend_buyer_on_freeze(appeal, lambda: u.trader(order.buyer), by, u.policy, u.now)
+    order.appeal_opened(appeal.ref, by, appeal.issue, appeal.reason, u.now)
+    suspend_buyer_on_opening(appeal, lambda: u.trader(order.buyer), by, u.policy, u.now)
 
 
 def _appeal_and_order(u: Unit, ref: str) -> tuple[Appeal, Order]:
@@ -240,6 +253,76 @@ def resolve_appeal(u: Unit, c: ResolveAppeal) -> None:
     order.appeal_resolved(appeal.ref, appeal.issue, outcome, by, u.now)
 
 
+# --- after the trade: reversals (C6, K1–K3) and complaints (E1–E6) -------------------------
+
+
+def confirm_reversal(u: Unit, c: ConfirmReversal) -> None:
+    appeal, order = _appeal_and_order(u, c.appeal)
+    buyer = lambda: u.trader(order.buyer)  # noqa: E731 (loaded only once the reversal holds)
+    reversal_confirmed(appeal, order, buyer, c.amount, u.actor(c.by), u.policy, u.now)
+
+
+def record_recovery(u: Unit, c: RecordRecovery) -> None:
+    appeal, order = _appeal_and_order(u, c.appeal)
+    appeal.record_recovery(u.actor(c.by), c.amount, order, u.now)
+
+
+def waive_clawback(u: Unit, c: WaiveClawback) -> None:
+    appeal, order = _appeal_and_order(u, c.appeal)
+    appeal.waive_clawback(u.actor(c.by), order, u.now)
+
+
+def file_complaint(u: Unit, c: FileComplaint) -> None:
+    appeal, order = _appeal_and_order(u, c.appeal)
+    if u.find(Complaint, c.complaint) is not None:
+        raise DuplicateId(f"complaint {c.complaint!r} already exists")
+    by = u.actor(c.by)
+    window_end = None if appeal.closed_at is None else appeal.closed_at + u.policy.complaint_window
+    appeal.complaint_filed(c.complaint, by, order, window_end, u.now)
+    u.add(
+        Complaint.file(
+            ref=c.complaint,
+            appeal=appeal,
+            order=order,
+            by=by,
+            statement=c.statement,
+            refs=list(c.refs),
+            response_deadline=u.now + u.policy.complaint_response_deadline,
+            at=u.now,
+        )
+    )
+
+
+def start_complaint_review(u: Unit, c: StartComplaintReview) -> None:
+    u.complaint(c.complaint).start_review(u.actor(c.by), u.now)
+
+
+def _close(u: Unit, complaint: Complaint, by: Actor) -> None:
+    """E2/E4 on the appeal and the complainant, in the same transaction as the complaint."""
+    complainant = u.find(Trader, complaint.complainant)
+    if complainant is not None:
+        u.touch(complainant)
+    close_complaint(complaint, u.appeal(complaint.appeal), complainant, by, u.now)
+
+
+def decide_complaint(u: Unit, c: DecideComplaint) -> None:
+    complaint = u.complaint(c.complaint)
+    by = u.actor(c.by)
+    complaint.decide(by, c.decision, c.compensation, u.now)
+    _close(u, complaint, by)
+
+
+def withdraw_complaint(u: Unit, c: WithdrawComplaint) -> None:
+    complaint = u.complaint(c.complaint)
+    by = u.actor(c.by)
+    complaint.withdraw(by, u.now)
+    _close(u, complaint, by)
+
+
+def add_complaint_evidence(u: Unit, c: AddComplaintEvidence) -> None:
+    u.complaint(c.complaint).add_evidence(u.actor(c.by), c.description, list(c.refs), u.now)
+
+
 # --- deadlines, fired by `tick` as system commands ------------------------------------------
 
 
@@ -261,6 +344,10 @@ def close_freeze_window(u: Unit, c: CloseFreezeWindow) -> None:
 
 def expire_sanctions(u: Unit, c: ExpireSanctions) -> None:
     u.get(Trader, c.trader).expire_due(u.actor(SYSTEM), u.now)
+
+
+def mark_complaint_overdue(u: Unit, c: MarkComplaintOverdue) -> None:
+    u.complaint(c.complaint).mark_overdue(u.actor(SYSTEM), u.now)
 
 
 HANDLERS: dict[type[Command], Handler] = {
@@ -285,8 +372,17 @@ HANDLERS: dict[type[Command], Handler] = {
     ApplySanction: apply_sanction,
     LiftSanction: lift_sanction,
     ResolveAppeal: resolve_appeal,
+    ConfirmReversal: confirm_reversal,
+    RecordRecovery: record_recovery,
+    WaiveClawback: waive_clawback,
+    FileComplaint: file_complaint,
+    StartComplaintReview: start_complaint_review,
+    DecideComplaint: decide_complaint,
+    WithdrawComplaint: withdraw_complaint,
+    AddComplaintEvidence: add_complaint_evidence,
     ExpirePaymentWindow: expire_payment_window,
     ExpirePaymentProof: expire_payment_proof,
     CloseFreezeWindow: close_freeze_window,
     ExpireSanctions: expire_sanctions,
+    MarkComplaintOverdue: mark_complaint_overdue,
 }

@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
 
 from escrow.durations import parse_duration
@@ -99,6 +101,7 @@ ReasonCode = Literal[
     "insufficient_payment",
     "non_real_name_payment",
     "bank_account_frozen",
+    "payment_reversed",
 ]
 assert set(ReasonCode.__args__) == {r.value for r in Reason}  # type: ignore[attr-defined]
 
@@ -243,6 +246,60 @@ class ResolveAppeal(AppealCommand):
     outcome: Literal["release", "cancel"] | None = None
 
 
+class ConfirmReversal(AppealCommand):
+    name = "confirm_reversal"
+    amount: Amount
+
+
+class RecordRecovery(AppealCommand):
+    name = "record_recovery"
+    amount: Amount
+
+
+class WaiveClawback(AppealCommand):
+    name = "waive_clawback"
+
+
+class ComplaintCommand(Command):
+    complaint: Ref
+    by: Ref
+
+
+class FileComplaint(ComplaintCommand):
+    name = "file_complaint"
+    appeal: Ref
+    statement: Text
+    refs: Refs = []
+
+
+class StartComplaintReview(ComplaintCommand):
+    name = "start_complaint_review"
+
+
+class DecideComplaint(ComplaintCommand):
+    name = "decide_complaint"
+    decision: Literal["upheld", "overturned"]
+    compensation: Amount | None = None
+
+    @field_validator("compensation")
+    @classmethod
+    def _only_when_overturned(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        """E4: a decision that lets the resolution stand owes the complainant nothing."""
+        if value is not None and info.data.get("decision") == "upheld":
+            raise ValueError("a compensation goes with an overturned decision only (E4)")
+        return value
+
+
+class WithdrawComplaint(ComplaintCommand):
+    name = "withdraw_complaint"
+
+
+class AddComplaintEvidence(ComplaintCommand):
+    name = "add_complaint_evidence"
+    description: Text
+    refs: Refs = []
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.name: cls
     for cls in (
@@ -267,6 +324,14 @@ COMMANDS: dict[str, type[Command]] = {
         ApplySanction,
         LiftSanction,
         ResolveAppeal,
+        ConfirmReversal,
+        RecordRecovery,
+        WaiveClawback,
+        FileComplaint,
+        StartComplaintReview,
+        DecideComplaint,
+        WithdrawComplaint,
+        AddComplaintEvidence,
     )
 }
 

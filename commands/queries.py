@@ -16,17 +16,18 @@ from commands.execution import CommandRunner
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
+from escrow.complaint import Complaint
 from escrow.durations import MAX_DURATION, bounded_duration
 from escrow.errors import NotFound, ValidationError
-from escrow.machines import APPEAL, ORDER, Situation
+from escrow.machines import APPEAL, COMPLAINT, ORDER, Situation
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
-from escrow.views import AppealView, LedgerView, OrderView, TraderView
+from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
 from projections import appeal_queue as queue_model
 from projections import orders as orders_model
 from projections import traders as traders_model
-from projections.appeal_queue import QueueItem
+from projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
 from projections.ledger import LedgerLine, ledger_lines, ledgers
 from projections.orders import OrderRow
 from projections.traders import TraderStats
@@ -67,6 +68,9 @@ def _age(value: timedelta | str | None) -> timedelta | None:
     return value
 
 
+DECISIONS = {"decide_upheld": "decide_complaint", "decide_overturned": "decide_complaint"}
+
+
 class Queries:
     def __init__(self, wiring: Wiring, runner: CommandRunner, clock: Clock) -> None:
         self.wiring = wiring
@@ -98,6 +102,10 @@ class Queries:
         return AppealView.of(self._load(Appeal, ref))
 
     @guarded
+    def complaint(self, ref: str) -> ComplaintView:
+        return ComplaintView.of(self._load(Complaint, ref))
+
+    @guarded
     def trader(self, name: str, at: datetime | None = None) -> TraderView:
         at = _moment(at)
         try:
@@ -108,29 +116,49 @@ class Queries:
 
     @guarded
     def ledger(self, asset: str) -> LedgerView:
+        """Escrow and clawback totals of one asset (zero for an asset never traded)."""
         _text(asset, "asset", optional=False)
         self.projector.catch_up()
-        rows = self.read.query(
-            "SELECT in_escrow, released, returned FROM escrow_ledger WHERE asset = ?", [asset]
+        found = ledgers(self.read, asset)
+        zero = Decimal(0)
+        return (
+            found[0]
+            if found
+            else LedgerView(asset=asset, in_escrow=zero, released=zero, returned=zero)
         )
-        values = [Decimal(str(v)) for v in rows[0]] if rows else [Decimal(0)] * 3
-        return LedgerView(asset=asset, in_escrow=values[0], released=values[1], returned=values[2])
 
     @guarded
     def allowed(
-        self, actor: str, *, order: str | None = None, appeal: str | None = None
+        self,
+        actor: str,
+        *,
+        order: str | None = None,
+        appeal: str | None = None,
+        complaint: str | None = None,
     ) -> list[str]:
-        """What `actor` may do now on this order or appeal: the commands the rulebook would
-        accept from its current state (amount limits are checked when the command comes)."""
+        """What `actor` may do now on this order, appeal or complaint: the commands the
+        rulebook would accept from its current state (amount limits are checked when the
+        command comes)."""
         _text(actor, "actor", optional=False)
         unit = self.runner.unit(self.clock.now())
         who = unit.actor(actor)
         now = self.clock.now()
+        if complaint is not None:
+            c = self._load(Complaint, complaint)
+            situation = Situation(None, now, complaint=c)
+            found = [
+                t
+                for t in COMPLAINT.triggers(c.roles_of(who))
+                if t != "mark_overdue" and COMPLAINT.allows(t, c.state, situation)
+            ]
+            # The two decisions are one command, `decide_complaint`, with its `decision`.
+            return list(dict.fromkeys(DECISIONS.get(t, t) for t in found))
         if appeal is not None:
             a = self._load(Appeal, appeal)
             o = self._load(Order, a.order)
             roles = a.roles_of(who)
-            situation = Situation(o, now, a, outcome=None)
+            window = None if a.closed_at is None else a.closed_at + self.policy.complaint_window
+            situation = Situation(o, now, a, outcome=None, deadline=window)
             return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
         if order is None:
             raise ValidationError("name an order or an appeal")
@@ -200,6 +228,17 @@ class Queries:
             waits_on=waits_on,
             limit=limit,
         )
+
+    @guarded
+    def complaint_queue(
+        self, *, overdue: bool = False, limit: int | None = None, at: datetime | None = None
+    ) -> list[ComplaintQueueItem]:
+        """Undecided complaints beside the appeal queue, earliest response deadline first
+        (E5); `overdue` keeps those past it."""
+        _limit(limit)
+        at = _moment(at) or self.clock.now()
+        self.projector.catch_up()
+        return complaint_query(self.read, at, overdue=overdue, limit=limit)
 
     @guarded
     def trader_stats(self, name: str, at: datetime | None = None) -> TraderStats:

@@ -1,4 +1,4 @@
-"""Commands only the system issues, when `tick` finds a deadline due (O3, C1, C4, S2/S3).
+"""Commands only the system issues, when `tick` finds a deadline due (O3, C1, C4, S2/S3, E5).
 
 They are recorded like any other command (actor `system`); callers cannot send them with
 another actor, and no scenario step names them: `wait` fires them.
@@ -37,3 +37,8 @@ class CloseFreezeWindow(SystemCommand):
 class ExpireSanctions(SystemCommand):
     name = "expire_sanctions"
     trader: Ref
+
+
+class MarkComplaintOverdue(SystemCommand):
+    name = "mark_complaint_overdue"
+    complaint: Ref

@@ -17,6 +17,7 @@ from commands.recent import RecentStreams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import project
+from escrow.complaint import Complaint
 from escrow.errors import NotAuthorized, NotFound
 from escrow.order import Order
 from escrow.policy import Policy
@@ -38,12 +39,14 @@ class Unit:
         agents: frozenset[str],
         system: bool = False,
         attempt: int = 0,
+        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.recent = recent
         self.now = now
         self.policy = policy
         self.agents = agents
+        self.supervisors = supervisors
         self.system = system
         self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
@@ -57,7 +60,8 @@ class Unit:
             if not self.system:
                 raise NotAuthorized("the system actor is reserved for deadlines")
             return SYSTEM_ACTOR
-        return Actor(name, is_agent=name in self.agents)
+        supervisor = name in self.supervisors
+        return Actor(name, is_agent=supervisor or name in self.agents, is_supervisor=supervisor)
 
     def find(self, cls: type[A], ref: str) -> A | None:
         return self.find_id(cls, stream_id(cls.KIND, ref))
@@ -132,6 +136,9 @@ class Unit:
 
     def appeal(self, ref: str) -> Appeal:
         return self.get(Appeal, ref)
+
+    def complaint(self, ref: str) -> Complaint:
+        return self.get(Complaint, ref)
 
     def trader(self, name: str) -> Trader:
         """The trader's stream, started now if this is their first sanction."""

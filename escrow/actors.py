@@ -15,6 +15,7 @@ from escrow.vocabulary import SYSTEM
 class Actor:
     name: str
     is_agent: bool = False
+    is_supervisor: bool = False  # an agent who also handles complaints (E3)
 
     @property
     def is_system(self) -> bool:

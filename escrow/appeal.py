@@ -15,13 +15,14 @@ from escrow.errors import NotAuthorized, ValidationError
 from escrow.machines import APPEAL, Situation
 from escrow.order import Order
 from escrow.policy import Policy
-from escrow.recording import EscrowAggregate
+from escrow.recording import EscrowAggregate, evidence_entry
 from escrow.vocabulary import (
     APPEAL_TERMINAL,
     BUYER_REASONS,
     REASON_RULE,
     SELLER_REASONS,
     AppealState,
+    ClawbackState,
     Outcome,
     Reason,
     RefundState,
@@ -61,6 +62,13 @@ class Appeal(EscrowAggregate):
         freeze_window_closed: bool
         opened_at: datetime
         closed_at: datetime | None
+        resolved_by: str | None
+        clawback: Decimal | None
+        recovered: Decimal
+        clawback_state: str | None
+        complaint: str | None
+        complaints: list[str]
+        complaint_decided: bool
 
     class Event(EscrowAggregate.Event):
         TOPIC = "escrow:Appeal.Event"
@@ -88,6 +96,8 @@ class Appeal(EscrowAggregate):
             a.freeze_deadline, a.freeze_window_closed = self.freeze_deadline, False
             a.outcome = a.agent = a.top_up = a.proof_deadline = a.closed_at = None
             a.proof_deadline_passed = False
+            a.resolved_by = a.clawback = a.clawback_state = a.complaint = None
+            a.recovered, a.complaints, a.complaint_decided = Decimal(0), [], False
             a.evidence, a.refunds = [], []
             a.opened_at = self.timestamp
 
@@ -115,12 +125,7 @@ class Appeal(EscrowAggregate):
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
-            entry = {
-                "by": self.actor,
-                "at": self.timestamp,
-                "description": self.description,
-                "refs": list(self.refs),
-            }
+            entry = evidence_entry(self, self.description, list(self.refs))
             aggregate.evidence = [*aggregate.evidence, entry]
 
     class Cancelled(Moved):
@@ -222,6 +227,7 @@ class Appeal(EscrowAggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.outcome = self.outcome
+            aggregate.resolved_by = self.actor
 
     class ProofDeadlinePassed(Resolved):
         TOPIC = "escrow:Appeal.ProofDeadlinePassed.v1"
@@ -229,6 +235,62 @@ class Appeal(EscrowAggregate):
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
             aggregate.proof_deadline_passed = True
+
+    class ReversalConfirmed(Event):
+        """K1: the clawback opens; `asset` is the order's, for the ledger (K4)."""
+
+        TOPIC = "escrow:Appeal.ReversalConfirmed.v1"
+        buyer: str  # who owes it, for the trader figures
+        asset: str
+        amount: Decimal
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.clawback = self.amount
+            aggregate.clawback_state = ClawbackState.OPEN.value
+
+    class RecoveryRecorded(Event):
+        TOPIC = "escrow:Appeal.RecoveryRecorded.v1"
+        asset: str
+        amount: Decimal
+        clawback_state: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.recovered = aggregate.recovered + self.amount
+            aggregate.clawback_state = self.clawback_state
+
+    class ClawbackWaived(Event):
+        """K3: `outstanding` is what the buyer no longer owes (the clawback less recoveries)."""
+
+        TOPIC = "escrow:Appeal.ClawbackWaived.v1"
+        asset: str
+        outstanding: Decimal
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.clawback_state = ClawbackState.WAIVED.value
+
+    class ComplaintFiled(Event):
+        TOPIC = "escrow:Appeal.ComplaintFiled.v1"
+        complaint: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.complaint = self.complaint
+            aggregate.complaints = [*aggregate.complaints, self.complaint]
+
+    class ComplaintClosed(Event):
+        """E2: a decided complaint closes the appeal to complaints; a withdrawn one does not."""
+
+        TOPIC = "escrow:Appeal.ComplaintClosed.v1"
+        complaint: str
+        decided: bool
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.complaint = None
+            aggregate.complaint_decided = aggregate.complaint_decided or self.decided
 
     # --- reading --------------------------------------------------------------------------
 
@@ -268,9 +330,16 @@ class Appeal(EscrowAggregate):
             roles.add(Role.OPENER)
         return roles
 
-    def authorize(self, trigger: str, actor: Actor) -> None:
+    def authorize(self, trigger: str, actor: Actor, rule: str = "A9") -> None:
         if not APPEAL.who[trigger] & self.roles_of(actor):
-            raise NotAuthorized(f"{actor.name} may not {trigger} on appeal {self.ref}", "A9")
+            raise NotAuthorized(f"{actor.name} may not {trigger} on appeal {self.ref}", rule)
+
+    @property
+    def clawback_owed(self) -> Decimal:
+        """K4: what the buyer still owes while the clawback is open."""
+        if self.clawback is None or self.clawback_state != ClawbackState.OPEN:
+            return Decimal(0)
+        return self.clawback - self.recovered
 
     # --- decisions ------------------------------------------------------------------------
 
@@ -293,7 +362,7 @@ class Appeal(EscrowAggregate):
         if reason not in (BUYER_REASONS if side == Role.BUYER else SELLER_REASONS):
             raise NotAuthorized(f"the {side} cannot open an appeal for {reason}", "A6")
         issue = issue_of(reason, by.name)
-        order.check_appeal(issue, at)
+        order.check_appeal(issue, at, reason)
         frozen = reason == Reason.BANK_ACCOUNT_FROZEN
         return cls._start(
             cls.Opened,
@@ -499,3 +568,66 @@ class Appeal(EscrowAggregate):
         state, rule = self._step("resolve_appeal", by, Situation(order, at, self, outcome=final))
         self._record(self.Resolved, actor=by.name, rule=rule, at=at, state=state, outcome=final)
         return final
+
+    # --- after the trade: reversals (C6, K1–K3) and complaints (E1, E2) -------------------
+
+    def confirm_reversal(self, by: Actor, amount: Decimal, order: Order, at: datetime) -> None:
+        """K1: the buyer owes `amount` of the asset back; the S4 is the caller's
+        (escrow.consequences), since it lands on another aggregate."""
+        _, rule = self._step("confirm_reversal", by, Situation(order, at, self, amount=amount))
+        self._record(
+            self.ReversalConfirmed,
+            actor=by.name,
+            rule=rule,
+            at=at,
+            buyer=self.buyer,
+            asset=order.asset,
+            amount=amount,
+        )
+
+    def record_recovery(self, by: Actor, amount: Decimal, order: Order, at: datetime) -> None:
+        _, rule = self._step("record_recovery", by, Situation(order, at, self, amount=amount))
+        assert self.clawback is not None  # CLAWBACK_OPEN held
+        done = self.recovered + amount == self.clawback
+        self._record(
+            self.RecoveryRecorded,
+            actor=by.name,
+            rule=rule,
+            at=at,
+            asset=order.asset,
+            amount=amount,
+            clawback_state=(ClawbackState.RECOVERED if done else ClawbackState.OPEN).value,
+        )
+
+    def waive_clawback(self, by: Actor, order: Order, at: datetime) -> None:
+        _, rule = self._step("waive_clawback", by, Situation(order, at, self))
+        self._record(
+            self.ClawbackWaived,
+            actor=by.name,
+            rule=rule,
+            at=at,
+            asset=order.asset,
+            outstanding=self.clawback_owed,
+        )
+
+    def complaint_filed(
+        self, complaint: str, by: Actor, order: Order, window_end: datetime | None, at: datetime
+    ) -> None:
+        """E1/E2: only a party, only about a resolved appeal, one live complaint at a time,
+        none after a decided one, within the window after the resolution."""
+        self.authorize("file_complaint", by, "E1")
+        situation = Situation(order, at, self, deadline=window_end)
+        _, rule = self._step("file_complaint", by, situation)
+        self._record(self.ComplaintFiled, actor=by.name, rule=rule, at=at, complaint=complaint)
+
+    def complaint_closed(self, complaint: str, decided: bool, by: Actor, at: datetime) -> None:
+        """Authorized by the complaint's own command: the appeal only keeps count (E2)."""
+        rule = APPEAL.decide("complaint_closed", self.state, Situation(None, at, self)).rule
+        self._record(
+            self.ComplaintClosed,
+            actor=by.name,
+            rule=rule,
+            at=at,
+            complaint=complaint,
+            decided=decided,
+        )

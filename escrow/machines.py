@@ -1,4 +1,4 @@
-"""The order and appeal rulebooks of rules.md, declared as data.
+"""The order, appeal and complaint rulebooks of rules.md, declared as data.
 
 Each guard names the refusal code and rule ID it stands for; `Situation` is what a guard may
 look at: the aggregates as they are, the time, and the command's own facts.
@@ -15,6 +15,8 @@ from escrow.rulebook import Guard, Rulebook, Step
 from escrow.vocabulary import (
     APPEAL_TERMINAL,
     AppealState,
+    ClawbackState,
+    ComplaintState,
     OrderState,
     Outcome,
     Reason,
@@ -33,6 +35,9 @@ class Situation:
     outcome: str | None = None
     amount: Decimal | None = None
     refunds_total: Decimal = Decimal(0)
+    reason: str | None = None
+    deadline: datetime | None = None  # a window the command must meet (E1)
+    complaint: Any = None
 
 
 def _who(*roles: str) -> frozenset[str]:
@@ -47,6 +52,8 @@ BUYER, SELLER, AGENT, SYSTEM, OPENER = (
     _who(Role.OPENER),
 )
 PARTIES = _who(Role.BUYER, Role.SELLER)
+SUPERVISOR, COMPLAINANT = _who(Role.SUPERVISOR), _who(Role.COMPLAINANT)
+BY_COMPLAINT = _who(Role.COMPLAINT)
 
 # --- order guards -------------------------------------------------------------------------
 
@@ -99,6 +106,13 @@ WITHIN_APPEAL_WINDOW = Guard(
     lambda s: s.now < s.order.appeal_deadline,
 )
 
+REVERSAL_AFTER_RELEASE = Guard(
+    "appeal_not_allowed",
+    "C6",
+    "a payment reversal is appealed only on a completed order",
+    lambda s: s.reason != Reason.PAYMENT_REVERSED or s.order.state == OrderState.COMPLETED,
+)
+
 TERMINAL_ORDER = [OrderState.COMPLETED, OrderState.CANCELLED]
 APPEALABLE = [OrderState.IN_APPEAL, *TERMINAL_ORDER]
 
@@ -137,7 +151,7 @@ ORDER = Rulebook(
             OrderState.PAID,
             OrderState.IN_APPEAL,
             "A6",
-            (ISSUE_NOT_RESOLVED,),
+            (ISSUE_NOT_RESOLVED, REVERSAL_AFTER_RELEASE),
             PARTIES,
         ),
         Step(
@@ -145,7 +159,7 @@ ORDER = Rulebook(
             TERMINAL_ORDER,
             "=",
             "A2",
-            (NO_APPEAL_OPEN, ISSUE_NOT_RESOLVED, WITHIN_APPEAL_WINDOW),
+            (NO_APPEAL_OPEN, ISSUE_NOT_RESOLVED, WITHIN_APPEAL_WINDOW, REVERSAL_AFTER_RELEASE),
             PARTIES,
         ),
         Step("appeal_cancelled", OrderState.IN_APPEAL, OrderState.PAID, "A6", (), OPENER),
@@ -161,7 +175,7 @@ ORDER = Rulebook(
     refusals={
         "mark_paid": [NOT_EXPIRED],
         "release": [NO_APPEAL_BLOCKING_RELEASE],
-        "open_appeal": [NO_APPEAL_OPEN, ISSUE_NOT_RESOLVED, PAYMENT_MARKED],
+        "open_appeal": [NO_APPEAL_OPEN, ISSUE_NOT_RESOLVED, PAYMENT_MARKED, REVERSAL_AFTER_RELEASE],
     },
 )
 
@@ -280,7 +294,69 @@ REFUND_SETTLED = Guard(
     ),
 )
 
+IS_PAYMENT_REVERSED = Guard(
+    "invalid_state",
+    "K1",
+    "a reversal is confirmed only in a payment_reversed appeal (C6)",
+    lambda s: s.appeal.reason == Reason.PAYMENT_REVERSED,
+)
+NO_REVERSAL_YET = Guard(
+    "invalid_state",
+    "K1",
+    "the reversal of this appeal was already confirmed",
+    lambda s: s.appeal.clawback is None,
+)
+CLAWBACK_WITHIN_ORDER = Guard(
+    "amount_exceeds_limit",
+    "K1",
+    "a clawback is at most the order's amount",
+    lambda s: s.amount is None or s.amount <= s.order.amount,
+)
+CLAWBACK_OPEN = Guard(
+    "invalid_state",
+    "K2",
+    "no open clawback on this appeal",
+    lambda s: s.appeal.clawback_state == ClawbackState.OPEN,
+)
+# Holds when no clawback is open, so that a missing clawback is invalid_state whatever the amount.
+RECOVERY_WITHIN_CLAWBACK = Guard(
+    "amount_exceeds_limit",
+    "K2",
+    "the recoveries would exceed the clawback",
+    lambda s: (
+        s.appeal.clawback_state != ClawbackState.OPEN
+        or s.amount is None
+        or s.appeal.recovered + s.amount <= s.appeal.clawback
+    ),
+)
+NOT_CLAWED_BACK = Guard(
+    "invalid_state",
+    "K1",
+    "a confirmed reversal is CS's decision: the appeal can no longer be withdrawn",
+    lambda s: s.appeal.clawback is None,
+)
+COMPLAINT_NOT_DECIDED = Guard(
+    "issue_already_resolved",
+    "E2",
+    "a complaint about this appeal was already decided",
+    lambda s: not s.appeal.complaint_decided,
+)
+NO_LIVE_COMPLAINT = Guard(
+    "invalid_state",
+    "E2",
+    "a complaint about this appeal is already being handled",
+    lambda s: s.appeal.complaint is None,
+)
+WITHIN_COMPLAINT_WINDOW = Guard(
+    "deadline_passed",
+    "E1",
+    "the complaint window after the appeal's resolution has passed",
+    lambda s: s.deadline is None or s.now < s.deadline,
+)
+
 LIVE_APPEAL = [s.value for s in AppealState if s not in APPEAL_TERMINAL]
+# K2/K3: a clawback is worked on while CS reviews the appeal and after it is resolved.
+CLAWBACK_STATES = [AppealState.UNDER_REVIEW, AppealState.RESOLVED]
 
 APPEAL = Rulebook(
     "appeal",
@@ -289,7 +365,7 @@ APPEAL = Rulebook(
     steps=[
         Step("start_review", AppealState.OPEN, AppealState.UNDER_REVIEW, "R4", (), AGENT),
         Step("add_evidence", LIVE_APPEAL, "=", "A8", (), PARTIES | AGENT),
-        Step("cancel_appeal", LIVE_APPEAL, AppealState.CANCELLED, "A4", (), OPENER),
+        Step("cancel_appeal", LIVE_APPEAL, AppealState.CANCELLED, "A4", (NOT_CLAWED_BACK,), OPENER),
         Step(
             "request_refund",
             AppealState.UNDER_REVIEW,
@@ -377,6 +453,32 @@ APPEAL = Rulebook(
             (NO_PRICE_DEVIATION, REFUND_SETTLED),
             AGENT,
         ),
+        Step(
+            "confirm_reversal",
+            AppealState.UNDER_REVIEW,
+            "=",
+            "K1",
+            (IS_PAYMENT_REVERSED, NO_REVERSAL_YET, CLAWBACK_WITHIN_ORDER),
+            AGENT,
+        ),
+        Step(
+            "record_recovery",
+            CLAWBACK_STATES,
+            "=",
+            "K2",
+            (CLAWBACK_OPEN, RECOVERY_WITHIN_CLAWBACK),
+            AGENT,
+        ),
+        Step("waive_clawback", CLAWBACK_STATES, "=", "K3", (CLAWBACK_OPEN,), AGENT),
+        Step(
+            "file_complaint",
+            AppealState.RESOLVED,
+            "=",
+            "E1",
+            (COMPLAINT_NOT_DECIDED, NO_LIVE_COMPLAINT, WITHIN_COMPLAINT_WINDOW),
+            PARTIES,
+        ),
+        Step("complaint_closed", AppealState.RESOLVED, "=", "E2", (), BY_COMPLAINT),
     ],
     refusals={
         "submit_payment_proof": [PROOF_DEADLINE_NOT_FIRED],
@@ -384,5 +486,72 @@ APPEAL = Rulebook(
         # scenarios.md precedence: these codes win over invalid_state from any state.
         "request_refund": [WITHIN_REFUND_LIMIT],
         "resolve_appeal": [NO_PRICE_DEVIATION, REFUND_SETTLED],
+        "confirm_reversal": [CLAWBACK_WITHIN_ORDER],
     },
+)
+
+# --- complaint guards ---------------------------------------------------------------------
+
+RESPONSE_DEADLINE_REACHED = Guard(
+    "invalid_state",
+    "E5",
+    "the response deadline has not been reached",
+    lambda s: s.now >= s.complaint.response_deadline,
+)
+NOT_OVERDUE_YET = Guard(
+    "invalid_state",
+    "E5",
+    "the complaint is already recorded as overdue",
+    lambda s: not s.complaint.overdue,
+)
+COMPENSATION_WITHIN_FIAT = Guard(
+    "amount_exceeds_limit",
+    "E4",
+    "a compensation is at most the order's fiat amount",
+    lambda s: s.amount is None or s.amount <= s.complaint.fiat_amount,
+)
+
+LIVE_COMPLAINT = [ComplaintState.FILED, ComplaintState.UNDER_REVIEW]
+
+COMPLAINT = Rulebook(
+    "complaint",
+    states=[s.value for s in ComplaintState],
+    initial=ComplaintState.FILED,
+    steps=[
+        Step(
+            "start_complaint_review",
+            ComplaintState.FILED,
+            ComplaintState.UNDER_REVIEW,
+            "E3",
+            (),
+            SUPERVISOR,
+        ),
+        Step(
+            "decide_upheld",
+            ComplaintState.UNDER_REVIEW,
+            ComplaintState.UPHELD,
+            "E3",
+            (),
+            SUPERVISOR,
+        ),
+        Step(
+            "decide_overturned",
+            ComplaintState.UNDER_REVIEW,
+            ComplaintState.OVERTURNED,
+            "E4",
+            (COMPENSATION_WITHIN_FIAT,),
+            SUPERVISOR,
+        ),
+        Step("withdraw_complaint", LIVE_COMPLAINT, ComplaintState.WITHDRAWN, "E6", (), COMPLAINANT),
+        Step("add_complaint_evidence", LIVE_COMPLAINT, "=", "E6", (), PARTIES | SUPERVISOR),
+        Step(
+            "mark_overdue",
+            LIVE_COMPLAINT,
+            "=",
+            "E5",
+            (RESPONSE_DEADLINE_REACHED, NOT_OVERDUE_YET),
+            SYSTEM,
+        ),
+    ],
+    refusals={"decide_overturned": [COMPENSATION_WITHIN_FIAT]},
 )

@@ -274,14 +274,14 @@ class Order(EscrowAggregate):
         step = ORDER.decide("release", self.state, Situation(order=self, now=at))
         self._record(self.Released, actor=by.name, rule=step.rule, at=at, state=step.dest)
 
-    def check_appeal(self, issue: str, at: datetime) -> str:
-        """A2/A3/A6/A7: where an appeal on this issue would take the order, or a refusal."""
-        return ORDER.decide(
-            "open_appeal", self.state, Situation(order=self, now=at, issue=issue)
-        ).dest
+    def check_appeal(self, issue: str, at: datetime, reason: str) -> str:
+        """A2/A3/A6/A7/C6: where an appeal on this issue would take the order, or a refusal."""
+        situation = Situation(order=self, now=at, issue=issue, reason=reason)
+        return ORDER.decide("open_appeal", self.state, situation).dest
 
-    def appeal_opened(self, appeal: str, by: Actor, issue: str, at: datetime) -> None:
-        step = ORDER.decide("open_appeal", self.state, Situation(order=self, now=at, issue=issue))
+    def appeal_opened(self, appeal: str, by: Actor, issue: str, reason: str, at: datetime) -> None:
+        situation = Situation(order=self, now=at, issue=issue, reason=reason)
+        step = ORDER.decide("open_appeal", self.state, situation)
         self._record(
             self.AppealOpened, actor=by.name, rule=step.rule, at=at, state=step.dest, appeal=appeal
         )

@@ -51,6 +51,8 @@ class Policy(BaseModel):
         min_length=1,
     )
     appeal_window_after_close: Duration = Field(default=timedelta(days=60), gt=timedelta(0))
+    complaint_window: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    complaint_response_deadline: Duration = Field(default=timedelta(days=15), gt=timedelta(0))
 
     @field_validator("partial_ban_durations")
     @classmethod
@@ -75,4 +77,6 @@ class Policy(BaseModel):
             "price_deviation_limit": str(self.price_deviation_limit),
             "partial_ban_durations": [format_duration(d) for d in self.partial_ban_durations],
             "appeal_window_after_close": format_duration(self.appeal_window_after_close),
+            "complaint_window": format_duration(self.complaint_window),
+            "complaint_response_deadline": format_duration(self.complaint_response_deadline),
         }

@@ -84,6 +84,11 @@ def stored_digest(
     return hashlib.sha256((previous + text).encode()).hexdigest()
 
 
+def evidence_entry(event: Any, description: str, refs: list[str]) -> dict[str, Any]:
+    """One piece of evidence as an appeal or complaint keeps it (A8, E6): never deleted."""
+    return {"by": event.actor, "at": event.timestamp, "description": description, "refs": refs}
+
+
 class EscrowAggregate(Aggregate):
     """Base of Order, Appeal and Trader: one way to record an event."""
 

@@ -143,7 +143,15 @@ class Rulebook:
                 who = "/".join(sorted(s.who))
                 guard = f" [{', '.join(g.rule for g in s.guards)}]" if s.guards else ""
                 lines.append(f"    {src} --> {dest}: {s.trigger} ({who}, {s.rule}){guard}")
-        for state in self.machine.states:
-            if not any(state in s.sources for s in self.steps):
-                lines.append(f"    {state} --> [*]")
+        lines += [f"    {state} --> [*]" for state in self.final_states]
         return "\n".join(lines)
+
+    @property
+    def final_states(self) -> list[str]:
+        """States nothing leaves: steps from them may record facts (a recovery on a resolved
+        appeal, K2) but keep the state."""
+        return [
+            state
+            for state in self.machine.states
+            if not any(state in s.sources and s.dest_from(state) != state for s in self.steps)
+        ]

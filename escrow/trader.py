@@ -146,6 +146,18 @@ class Trader(EscrowAggregate):
             kind=kind,
         )
 
+    def lift_from_appeal(self, appeal: str, by: Actor, at: datetime, rule: str) -> None:
+        """E4: end every sanction `appeal` applied that is still active, one event per kind
+        (the kind is what a lift names); none active records nothing."""
+        kinds: dict[str, list[int]] = {}
+        for s in self.active(at):
+            if s["appeal"] == appeal:
+                kinds.setdefault(s["kind"], []).append(s["id"])
+        for kind, ids in sorted(kinds.items()):
+            self._record(
+                self.SanctionLifted, actor=by.name, rule=rule, at=at, sanctions=ids, kind=kind
+            )
+
     def expire_due(self, by: Actor, at: datetime) -> bool:
         """S2/S3: record the expiry of every sanction that has lapsed, one event per rule
         (each names the rule that set the duration); False if none had lapsed."""

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
+from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.trader import Trader
 
@@ -101,6 +102,12 @@ class AppealView(View):
     freeze_deadline: datetime | None
     opened_at: datetime
     closed_at: datetime | None
+    resolved_by: str | None
+    clawback: Decimal | None  # K1: the crypto the buyer must give back
+    recovered: Decimal  # K2
+    clawback_state: str | None  # open, recovered, waived (K1–K3)
+    complaints: list[str]  # E1, in the order they were filed
+    open_complaint: str | None
 
     @classmethod
     def of(cls, a: Appeal) -> AppealView:
@@ -123,6 +130,52 @@ class AppealView(View):
             freeze_deadline=a.freeze_deadline if not a.freeze_window_closed else None,
             opened_at=a.opened_at,
             closed_at=a.closed_at,
+            resolved_by=a.resolved_by,
+            clawback=a.clawback,
+            recovered=a.recovered,
+            clawback_state=a.clawback_state,
+            complaints=list(a.complaints),
+            open_complaint=a.complaint,
+        )
+
+
+class ComplaintView(View):
+    complaint: str
+    version: int
+    appeal: str
+    order: str
+    complainant: str
+    state: str
+    decision: str | None
+    compensation: Decimal | None  # in `fiat`, owed by the platform (E4)
+    fiat: str
+    reviewer: str | None
+    resolver: str | None  # the agent who resolved the appeal, who may not review it (E3)
+    overdue: bool
+    response_deadline: datetime
+    evidence_count: int
+    filed_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, c: Complaint) -> ComplaintView:
+        return cls(
+            complaint=c.ref,
+            version=c.version,
+            appeal=c.appeal,
+            order=c.order,
+            complainant=c.complainant,
+            state=c.state,
+            decision=c.decision,
+            compensation=c.compensation,
+            fiat=c.fiat,
+            reviewer=c.reviewer,
+            resolver=c.resolver,
+            overdue=c.overdue,
+            response_deadline=c.response_deadline,
+            evidence_count=len(c.evidence),
+            filed_at=c.filed_at,
+            closed_at=c.closed_at,
         )
 
 
@@ -167,12 +220,14 @@ class LedgerView(View):
     in_escrow: Decimal
     released: Decimal
     returned: Decimal
+    clawback_owed: Decimal = Decimal(0)  # K4: open clawbacks less their recoveries
+    clawback_recovered: Decimal = Decimal(0)
 
 
 class Recorded(View):
     """One event a command recorded."""
 
-    stream: str  # order | appeal | trader | command
+    stream: str  # order | appeal | trader | complaint | command
     ref: str
     version: int
     event: str

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     INSUFFICIENT_PAYMENT = "insufficient_payment"  # C2
     NON_REAL_NAME_PAYMENT = "non_real_name_payment"  # C3
     BANK_ACCOUNT_FROZEN = "bank_account_frozen"  # C4
+    PAYMENT_REVERSED = "payment_reversed"  # C6
 
 
 class Role(StrEnum):
@@ -54,6 +55,9 @@ class Role(StrEnum):
     AGENT = "agent"
     SYSTEM = "system"
     OPENER = "opener"  # the trader who opened the appeal (A9)
+    SUPERVISOR = "supervisor"  # an agent handling complaints, not the appeal's resolver (E3)
+    COMPLAINANT = "complainant"  # the trader who filed the complaint (E6)
+    COMPLAINT = "complaint"  # an appeal event recorded by a complaint's own command (E2)
 
 
 BUYER_REASONS = frozenset(
@@ -72,8 +76,11 @@ SELLER_REASONS = frozenset(
         Reason.NON_REAL_NAME_PAYMENT,
         Reason.BANK_ACCOUNT_FROZEN,
         Reason.VERBAL_ABUSE,
+        Reason.PAYMENT_REVERSED,
     }
 )
+# Seller reasons whose opening suspends the buyer at once (S2): C4 and C6.
+SUSPEND_BUYER_ON_OPENING = frozenset({Reason.BANK_ACCOUNT_FROZEN, Reason.PAYMENT_REVERSED})
 
 # The rule ID that states each reason's guideline, per side.
 REASON_RULE: dict[tuple[str, str], str] = {
@@ -87,6 +94,7 @@ REASON_RULE: dict[tuple[str, str], str] = {
     (Role.SELLER, Reason.NON_REAL_NAME_PAYMENT): "C3",
     (Role.SELLER, Reason.BANK_ACCOUNT_FROZEN): "C4",
     (Role.SELLER, Reason.VERBAL_ABUSE): "C5",
+    (Role.SELLER, Reason.PAYMENT_REVERSED): "C6",
 }
 
 
@@ -127,3 +135,30 @@ class TopUp(StrEnum):
     AGREED = "agreed"
     REFUSED = "refused"
     CONFIRMED = "confirmed"
+
+
+class ClawbackState(StrEnum):
+    """K1–K3: the crypto a buyer owes back after a confirmed payment reversal."""
+
+    OPEN = "open"
+    RECOVERED = "recovered"
+    WAIVED = "waived"
+
+
+class ComplaintState(StrEnum):
+    FILED = "filed"
+    UNDER_REVIEW = "under_review"
+    UPHELD = "upheld"
+    OVERTURNED = "overturned"
+    WITHDRAWN = "withdrawn"
+
+
+COMPLAINT_TERMINAL = frozenset(
+    {ComplaintState.UPHELD, ComplaintState.OVERTURNED, ComplaintState.WITHDRAWN}
+)
+COMPLAINT_DECIDED = frozenset({ComplaintState.UPHELD, ComplaintState.OVERTURNED})
+
+
+class Decision(StrEnum):
+    UPHELD = "upheld"
+    OVERTURNED = "overturned"

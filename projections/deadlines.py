@@ -1,4 +1,4 @@
-"""The deadline read model: what falls due when (O3, C1, C4, S2, S3); `tick` reads it.
+"""The deadline read model: what falls due when (O3, C1, C4, S2, S3, E5); `tick` reads it.
 
 A row is a deadline still pending; the events that fire it or make it moot delete it. Firing is
 decided by the aggregate itself, so a row read twice (two schedulers) still fires once.
@@ -12,18 +12,27 @@ from typing import Any
 from uuid import UUID
 
 from escrow.appeal import Appeal
+from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.trader import Trader
 from projections.base import Handlers, Item, ReadModel
 from projections.readstore import Cursor, ReadStore
 from projections.rows import Rows, stamp
 
-__all__ = ["FREEZE_WINDOW", "PAYMENT_PROOF", "PAYMENT_WINDOW", "SANCTION_EXPIRY", "stamp"]
+__all__ = [
+    "COMPLAINT_RESPONSE",
+    "FREEZE_WINDOW",
+    "PAYMENT_PROOF",
+    "PAYMENT_WINDOW",
+    "SANCTION_EXPIRY",
+    "stamp",
+]
 
 PAYMENT_WINDOW = "payment_window"  # O3
 PAYMENT_PROOF = "payment_proof"  # C1 / R5
 FREEZE_WINDOW = "freeze_window"  # C4 / R7
 SANCTION_EXPIRY = "sanction_expiry"  # S2 / S3
+COMPLAINT_RESPONSE = "complaint_response"  # E5
 
 COLUMNS = ("kind", "stream", "item", "due_at", "ref")
 Handler = Callable[[Rows, str, Any], None]
@@ -72,6 +81,16 @@ def _sanction_ended(rows: Rows, stream: str, e: Any) -> None:
         rows.delete((SANCTION_EXPIRY, stream, str(sanction)))
 
 
+def _complaint_filed(rows: Rows, stream: str, e: Any) -> None:
+    key = (COMPLAINT_RESPONSE, stream, "")
+    rows.insert(key, _row(*key, e.response_deadline, e.ref))
+
+
+def _complaint_answered(rows: Rows, stream: str, e: Any) -> None:
+    """Decided, withdrawn, or recorded overdue: the deadline has nothing left to fire."""
+    rows.delete((COMPLAINT_RESPONSE, stream, ""))
+
+
 HANDLERS: Handlers[Handler] = Handlers(
     {
         Order.Created: _order_created,
@@ -86,6 +105,10 @@ HANDLERS: Handlers[Handler] = Handlers(
         Appeal.FreezeWindowClosed: _freeze_over,
         Trader.Sanctioned: _sanctioned,
         Trader.SanctionEnded: _sanction_ended,
+        Complaint.Filed: _complaint_filed,
+        Complaint.Decided: _complaint_answered,
+        Complaint.Withdrawn: _complaint_answered,
+        Complaint.MarkedOverdue: _complaint_answered,
     }
 )
 
@@ -106,6 +129,10 @@ class Deadlines(ReadModel):
         Appeal.FreezeWindowClosed,
         Trader.Sanctioned,
         Trader.SanctionEnded,
+        Complaint.Filed,
+        Complaint.Decided,
+        Complaint.Withdrawn,
+        Complaint.MarkedOverdue,
     )
 
     def ddl(self, store: ReadStore) -> list[str]:

@@ -1,5 +1,7 @@
 """The escrow ledger: per asset, what is in escrow, released to buyers and returned to sellers,
-and one movement line per order event that moved crypto.
+and one movement line per order event that moved crypto; and, in a table of their own, the
+clawbacks of reversed payments (K4): what buyers still owe and what was recovered. A clawback
+never moves escrow, so the escrow columns and lines never see one.
 
 Sums use an exact context: amounts may carry 15 integer and 18 decimal digits, beyond the 28
 significant digits of Python's default context, and a ledger never rounds.
@@ -15,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from escrow.appeal import Appeal
 from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.views import LedgerView
@@ -31,12 +34,19 @@ TOTALS = ("asset", "in_escrow", "released", "returned")
 LINES = ("stream", "version", "order_ref", "asset", "movement", "amount", "at")
 _line_key = operator.itemgetter(0, 1)
 LINE_TYPES = ("text", "bigint", "text", "text", "text", "numeric", "text")
+CLAWBACKS = ("asset", "clawback_owed", "clawback_recovered")
+# K4: how each appeal event moves (owed, recovered), from its amount.
+CLAWBACK_MOVES = {
+    Appeal.ReversalConfirmed: lambda e: (e.amount, ZERO),
+    Appeal.RecoveryRecorded: lambda e: (-e.amount, e.amount),
+    Appeal.ClawbackWaived: lambda e: (-e.outstanding, ZERO),
+}
 
 
 class Ledger(ReadModel):
     name = "ledger"
-    tables = ("escrow_ledger", "escrow_ledger_lines")
-    reads = (Order.Created, Order.Moved)
+    tables = ("escrow_ledger", "escrow_ledger_lines", "escrow_ledger_clawbacks")
+    reads = (Order.Created, Order.Moved, *CLAWBACK_MOVES)
 
     def ddl(self, store: ReadStore) -> list[str]:
         d = store.decimal
@@ -47,6 +57,8 @@ class Ledger(ReadModel):
             f"version INTEGER NOT NULL, order_ref TEXT NOT NULL, asset TEXT NOT NULL, "
             f"movement TEXT NOT NULL, amount {d} NOT NULL, at TEXT NOT NULL, "
             f"PRIMARY KEY (stream, version)){store.clustered}",
+            f"CREATE TABLE IF NOT EXISTS escrow_ledger_clawbacks (asset TEXT PRIMARY KEY, "
+            f"clawback_owed {d} NOT NULL, clawback_recovered {d} NOT NULL)",
         ]
 
     def indexes(self, store: ReadStore) -> list[str]:
@@ -59,17 +71,28 @@ class Ledger(ReadModel):
         self.totals = Rows(
             "escrow_ledger", ("asset",), TOTALS, decimals=TOTALS[1:], summed=TOTALS[1:]
         )
+        self.clawbacks = Rows(
+            "escrow_ledger_clawbacks",
+            ("asset",),
+            CLAWBACKS,
+            decimals=CLAWBACKS[1:],
+            summed=CLAWBACKS[1:],
+        )
         # Per order stream: [ref, asset, amount, settled?], from its lines; held like rows.
         self.orders: dict[str, list[Any]] = {}
 
     def held(self) -> tuple[Rows, ...]:
-        return (self.totals,)
+        return (self.totals, self.clawbacks)
 
     def forget(self) -> None:
         super().forget()
         self.orders.clear()
 
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
+        moves = [(CLAWBACK_MOVES[t], e) for _, e in items if (t := type(e)) in CLAWBACK_MOVES]
+        if moves:
+            self._clawbacks(cur, moves)
+            items = [(s, e) for s, e in items if type(e) not in CLAWBACK_MOVES]
         created = Order.Created
         orders, totals = self.orders, self.totals
         new = {s for s, e in items if type(e) is created}  # their lines come from this batch
@@ -136,6 +159,17 @@ class Ledger(ReadModel):
             recent = list(dict.fromkeys(s for s, _ in items))[-HELD:]
             self.orders = {s: orders[s] for s in recent if s in orders}
 
+    def _clawbacks(self, cur: Cursor, moves: list[tuple[Any, Any]]) -> None:
+        rows = self.clawbacks
+        rows.load(cur, [e.asset for _, e in moves])
+        for move, event in moves:
+            owed, recovered = move(event)
+            row = rows.get(event.asset) or dict.fromkeys(CLAWBACKS[1:], ZERO)
+            row["asset"] = event.asset
+            row["clawback_owed"] = EXACT.add(row["clawback_owed"], owed)
+            row["clawback_recovered"] = EXACT.add(row["clawback_recovered"], recovered)
+            rows.put(event.asset, row)
+
     def _load_orders(self, cur: Cursor, streams: list[str]) -> None:
         found = cur.select_in(
             "SELECT stream, order_ref, asset, amount, movement FROM escrow_ledger_lines",
@@ -165,17 +199,26 @@ class LedgerLine(BaseModel):
     version: int  # the order event that moved it
 
 
-def ledgers(store: ReadStore) -> list[LedgerView]:
-    """Every asset's escrow totals, by asset code."""
+LEDGER_SQL = (
+    "SELECT l.asset, l.in_escrow, l.released, l.returned, c.clawback_owed, c.clawback_recovered "
+    "FROM escrow_ledger l LEFT JOIN escrow_ledger_clawbacks c ON c.asset = l.asset"
+)
+
+
+def ledgers(store: ReadStore, asset: str | None = None) -> list[LedgerView]:
+    """Every asset's escrow and clawback totals (or one asset's), by asset code."""
+    where, params = (" WHERE l.asset = ?", [asset]) if asset is not None else ("", [])
     return [
         LedgerView(
-            asset=asset,
+            asset=code,
             in_escrow=as_decimal(in_escrow),
             released=as_decimal(released),
             returned=as_decimal(returned),
+            clawback_owed=as_decimal(owed if owed is not None else 0),
+            clawback_recovered=as_decimal(recovered if recovered is not None else 0),
         )
-        for asset, in_escrow, released, returned in store.query(
-            "SELECT asset, in_escrow, released, returned FROM escrow_ledger ORDER BY asset"
+        for code, in_escrow, released, returned, owed, recovered in store.query(
+            f"{LEDGER_SQL}{where} ORDER BY l.asset", params
         )
     ]
 

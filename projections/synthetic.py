@@ -109,7 +109,7 @@ def _open(d: _Deal, by: Actor, reason: str) -> Step:
         policy=d.policy,
         at=at,
     )
-    d.order.appeal_opened(d.appeal.ref, by, d.appeal.issue, at)
+    d.order.appeal_opened(d.appeal.ref, by, d.appeal.issue, d.appeal.reason, at)
     return [d.appeal, d.order]
 
 

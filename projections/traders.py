@@ -18,6 +18,10 @@ Definitions (docs/projections.md repeats them):
   (withdrawn) appeals are neither won nor lost.
 - Sanctions: those not lifted nor expired at the query time, with their expiry (none = until
   lifted).
+- After the trade: `reversals` counts payment reversals CS confirmed against the trader as
+  buyer (K1); `complaints_filed` the formal complaints the trader filed (E1) and
+  `complaints_won` those overturned (E4). Kept in a table of their own
+  (`escrow_trader_after_trade`), so stores from before need no migration.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
+from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.trader import Trader
 from escrow.views import SanctionView
-from escrow.vocabulary import ORDER_TERMINAL, OrderState, Outcome
+from escrow.vocabulary import ORDER_TERMINAL, Decision, OrderState, Outcome
 from projections.base import Handlers, Item, ReadModel
 from projections.readstore import Cursor, ReadStore
 from projections.rows import Rows, stamp, unstamp
@@ -59,12 +64,28 @@ TRADER_COLUMNS = (
 COUNTERS = TRADER_COLUMNS[2:]
 ORDER_COLUMNS = ("stream", "seller", "buyer", "created_at", "paid_at", "closed_at", "outcome")
 SANCTION_COLUMNS = ("stream", "sanction", "kind", "severity", "appeal", "since", "expires_at")
+AFTER_COLUMNS = ("trader", "reversals", "complaints_filed", "complaints_won")
+AFTER_COUNTERS = AFTER_COLUMNS[1:]
 
 
 class Traders(ReadModel):
     name = "traders"
-    tables = ("escrow_traders", "escrow_trader_orders", "escrow_trader_sanctions")
-    reads = (Order.Created, Order.Moved, Appeal.Opened, Trader.Registered, Trader.Event)
+    tables = (
+        "escrow_traders",
+        "escrow_trader_orders",
+        "escrow_trader_sanctions",
+        "escrow_trader_after_trade",
+    )
+    reads = (
+        Order.Created,
+        Order.Moved,
+        Appeal.Opened,
+        Appeal.ReversalConfirmed,
+        Trader.Registered,
+        Trader.Event,
+        Complaint.Filed,
+        Complaint.Decided,
+    )
 
     def ddl(self, store: ReadStore) -> list[str]:
         counters = ", ".join(f"{c} BIGINT NOT NULL" for c in COUNTERS)
@@ -77,6 +98,9 @@ class Traders(ReadModel):
             "CREATE TABLE IF NOT EXISTS escrow_trader_sanctions (stream TEXT NOT NULL, "
             "sanction INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT, appeal TEXT, "
             f"since TEXT NOT NULL, expires_at TEXT, PRIMARY KEY (stream, sanction)){store.clustered}",
+            "CREATE TABLE IF NOT EXISTS escrow_trader_after_trade (trader TEXT PRIMARY KEY, "
+            + ", ".join(f"{c} BIGINT NOT NULL" for c in AFTER_COUNTERS)
+            + f"){store.clustered}",
         ]
 
     def indexes(self, store: ReadStore) -> list[str]:
@@ -104,10 +128,18 @@ class Traders(ReadModel):
                 SANCTION_COLUMNS,
                 integers=("sanction",),
             ),
+            Rows(
+                "escrow_trader_after_trade",
+                ("trader",),
+                AFTER_COLUMNS,
+                integers=AFTER_COUNTERS,
+                summed=AFTER_COUNTERS,
+            ),
         )
 
     def held(self) -> tuple[Rows, ...]:
-        return (self.batch.orders, self.batch.traders, self.batch.sanctions)
+        b = self.batch
+        return (b.orders, b.traders, b.sanctions, b.after)
 
     def project(self, cur: Cursor, items: Sequence[Item]) -> None:
         batch = self.batch
@@ -120,8 +152,8 @@ class Traders(ReadModel):
 
 
 class _Batch:
-    def __init__(self, orders: Rows, traders: Rows, sanctions: Rows) -> None:
-        self.orders, self.traders, self.sanctions = orders, traders, sanctions
+    def __init__(self, orders: Rows, traders: Rows, sanctions: Rows, after: Rows) -> None:
+        self.orders, self.traders, self.sanctions, self.after = orders, traders, sanctions, after
 
     def load(self, cur: Cursor, items: Sequence[Item]) -> None:
         """The orders the events continue, then every trader the batch will count for."""
@@ -142,6 +174,14 @@ class _Batch:
                 names.add(row["seller"])
                 names.add(row["buyer"])
         self.traders.load(cur, names)
+        after = [name for _, e in items if (name := _after_trade_party(e)) is not None]
+        if after:
+            self.after.load(cur, after)
+
+    def after_trade(self, name: str) -> dict[str, Any]:
+        row = self.after.get(name) or {"trader": name, **dict.fromkeys(AFTER_COUNTERS, 0)}
+        self.after.put(name, row)
+        return row
 
     def trader(self, name: str) -> dict[str, Any]:
         row = self.traders.get(name)
@@ -225,6 +265,28 @@ def _sanction_ended(b: _Batch, stream: str, e: Any) -> None:
         b.sanctions.delete((stream, sanction))
 
 
+def _after_trade_party(e: Any) -> str | None:
+    kind = type(e)
+    if kind is Appeal.ReversalConfirmed:
+        return str(e.buyer)
+    if kind is Complaint.Filed or kind is Complaint.Decided:
+        return str(e.complainant)
+    return None
+
+
+def _reversal(b: _Batch, stream: str, e: Any) -> None:
+    b.after_trade(e.buyer)["reversals"] += 1
+
+
+def _complaint_filed(b: _Batch, stream: str, e: Any) -> None:
+    b.after_trade(e.complainant)["complaints_filed"] += 1
+
+
+def _complaint_decided(b: _Batch, stream: str, e: Any) -> None:
+    if e.decision == Decision.OVERTURNED:
+        b.after_trade(e.complainant)["complaints_won"] += 1
+
+
 HANDLERS: Handlers[Callable[[_Batch, str, Any], None]] = Handlers(
     {
         Order.Created: _order_created,
@@ -233,6 +295,9 @@ HANDLERS: Handlers[Callable[[_Batch, str, Any], None]] = Handlers(
         Trader.Registered: _registered,
         Trader.Sanctioned: _sanctioned,
         Trader.SanctionEnded: _sanction_ended,
+        Appeal.ReversalConfirmed: _reversal,
+        Complaint.Filed: _complaint_filed,
+        Complaint.Decided: _complaint_decided,
     }
 )
 
@@ -256,6 +321,9 @@ class TraderStats(BaseModel):
     appeals_opened: int
     appeals_won: int
     appeals_lost: int
+    reversals: int = 0  # K1: payment reversals confirmed against the trader as buyer
+    complaints_filed: int = 0  # E1
+    complaints_won: int = 0  # E4: overturned
     sanctions: list[SanctionView]
 
     @property
@@ -276,6 +344,7 @@ def stats(store: ReadStore, names: Sequence[str], at: datetime) -> list[TraderSt
     """The figures of each named trader at `at`, in the order given: three queries per
     500 traders, in one snapshot."""
     counters: dict[str, dict[str, Any]] = {}
+    after: dict[str, dict[str, int]] = {}
     recent: dict[tuple[str, str], int] = {}
     sanctions: dict[str, list[SanctionView]] = {}
     with store.reading() as cur:
@@ -288,6 +357,15 @@ def stats(store: ReadStore, names: Sequence[str], at: datetime) -> list[TraderSt
             )
             for found in cur.fetchall():
                 counters[found[0]] = dict(zip(TRADER_COLUMNS, found, strict=True))
+            cur.execute(
+                f"SELECT {', '.join(AFTER_COLUMNS)} FROM escrow_trader_after_trade "
+                f"WHERE trader IN ({marks})",
+                chunk,
+            )
+            for found in cur.fetchall():
+                after[found[0]] = {
+                    c: int(v) for c, v in zip(AFTER_COUNTERS, found[1:], strict=True)
+                }
             window = [stamp(at - WINDOW), stamp(at)]
             cur.execute(  # an order counts for both its parties
                 f"SELECT seller, outcome, COUNT(*) FROM escrow_trader_orders "
@@ -325,6 +403,7 @@ def stats(store: ReadStore, names: Sequence[str], at: datetime) -> list[TraderSt
             recent.get((name, OrderState.COMPLETED.value), 0),
             recent.get((name, OrderState.CANCELLED.value), 0),
             sanctions.get(name, []),
+            after.get(name, {}),
         )
         for name in names
     ]
@@ -337,6 +416,7 @@ def _stats(
     done: int,
     undone: int,
     sanctions: list[SanctionView],
+    after: dict[str, int],
 ) -> TraderStats:
     rate = None
     if done + undone:
@@ -356,6 +436,7 @@ def _stats(
         appeals_opened=counts["appeals_opened"],
         appeals_won=counts["appeals_won"],
         appeals_lost=counts["appeals_lost"],
+        **after,
         sanctions=sanctions,
     )
 

@@ -95,7 +95,7 @@ def lifecycle(i: int, t: datetime, rnd: random.Random, policy: Policy) -> list[E
             policy=policy,
             at=t + minutes(40),
         )
-        order.appeal_opened(appeal.ref, buyer, appeal.issue, t + minutes(40))
+        order.appeal_opened(appeal.ref, buyer, appeal.issue, appeal.reason, t + minutes(40))
         appeal.add_evidence(buyer, "bank receipt", [f"tx-{i}"], order, t + minutes(41))
         appeal.start_review(AGENT, order, t + minutes(60))
         outcome = appeal.resolve(AGENT, "release", order, t + minutes(90))
@@ -112,7 +112,7 @@ def lifecycle(i: int, t: datetime, rnd: random.Random, policy: Policy) -> list[E
             policy=policy,
             at=opened,
         )
-        order.appeal_opened(appeal.ref, seller, appeal.issue, opened)
+        order.appeal_opened(appeal.ref, seller, appeal.issue, appeal.reason, opened)
         trader = Trader.register(buyer.name, opened)
         trader.sanction(
             "trading_suspension_24h",
@@ -139,7 +139,7 @@ def lifecycle(i: int, t: datetime, rnd: random.Random, policy: Policy) -> list[E
             policy=policy,
             at=t + minutes(20),
         )
-        order.appeal_opened(appeal.ref, buyer, appeal.issue, t + minutes(20))
+        order.appeal_opened(appeal.ref, buyer, appeal.issue, appeal.reason, t + minutes(20))
         appeal.start_review(AGENT, order, t + minutes(30))
         appeal.request_refund(AGENT, order.fiat_amount, None, order, Decimal(0), t + minutes(31))
         refused = t + minutes(50)

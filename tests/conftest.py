@@ -25,6 +25,7 @@ PG_URL = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1
 REQUIRE_PG = os.environ.get("ESCROW_REQUIRE_POSTGRES") == "1"
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 AGENTS = frozenset({"carol", "dave"})
+SUPERVISORS = frozenset({"sam"})  # an agent who also handles complaints (E3)
 
 _pg_error: str | None = None
 _pg_checked = False
@@ -104,7 +105,12 @@ def make_engine(store_url: str, clock: ManualClock) -> Iterator[Callable[..., Es
         policy: Policy | None = None, url: str | None = None, read_models: str | None = None
     ) -> Escrow:
         engine = Escrow(
-            url or store_url, policy=policy, clock=clock, agents=AGENTS, read_models=read_models
+            url or store_url,
+            policy=policy,
+            clock=clock,
+            agents=AGENTS,
+            supervisors=SUPERVISORS,
+            read_models=read_models,
         )
         opened.append(engine)
         return engine

@@ -18,11 +18,11 @@ from typing import Any
 from hypothesis import strategies as st
 
 from escrow.durations import parse_duration
-from escrow.views import AppealView, OrderView, TraderView
+from escrow.views import AppealView, ComplaintView, OrderView, TraderView
 from escrow.vocabulary import BUYER_REASONS, SELLER_REASONS, Reason
 
 TRADERS = ("alice", "bob", "erin", "frank")
-AGENTS = ("carol", "dave")
+AGENTS = ("carol", "dave", "sam")  # sam also handles complaints (tests.conftest.SUPERVISORS)
 STRANGERS = ("mallory", "system")  # a trader who is no party, and the reserved system actor
 ASSETS = ("USDT", "BTC")
 AMOUNTS = ("1", "0.5", "250", "1000.123456")
@@ -50,7 +50,22 @@ APPEAL_COMMANDS = (
     "confirm_top_up",
     "submit_freeze_proof",
     "resolve_appeal",
+    "confirm_reversal",
+    "record_recovery",
+    "waive_clawback",
 )
+COMPLAINT_COMMANDS = (
+    "file_complaint",
+    "start_complaint_review",
+    "decide_complaint",
+    "withdraw_complaint",
+    "add_complaint_evidence",
+)
+# What usually comes next for a complaint, by its state (E1–E6).
+COMPLAINT_NEXT: dict[str, tuple[str, ...]] = {
+    "filed": ("start_complaint_review",) * 3 + ("withdraw_complaint", "add_complaint_evidence"),
+    "under_review": ("decide_complaint",) * 3 + ("add_complaint_evidence", "withdraw_complaint"),
+}
 
 # What usually comes next from each state: the guide that keeps sequences deep.
 ORDER_NEXT: dict[str, tuple[str, ...]] = {
@@ -79,6 +94,7 @@ REVIEW_NEXT: dict[str, tuple[str, ...]] = {
     "insufficient_payment": ("agree_top_up",) * 3 + ("refuse_top_up",) * 2 + ("request_refund",),
     "non_real_name_payment": ("request_refund", "request_refund", "resolve_appeal"),
     "bank_account_frozen": ("apply_sanction", "resolve_appeal"),
+    "payment_reversed": ("confirm_reversal", "confirm_reversal", "resolve_appeal"),
 }
 # How long a guided wait is, by what it waits for.
 DEADLINE_WAITS: dict[str, tuple[str, ...]] = {
@@ -109,8 +125,10 @@ class World:
     orders: dict[str, OrderView] = field(default_factory=dict)
     appeals: dict[str, AppealView] = field(default_factory=dict)
     traders: dict[str, TraderView] = field(default_factory=dict)
+    complaints: dict[str, ComplaintView] = field(default_factory=dict)
     created: int = 0
     opened: int = 0
+    filed: int = 0
     command_ids: int = 0
     steps: int = 0
     sent: list[Step] = field(default_factory=list)  # succeeded with a command_id
@@ -157,11 +175,18 @@ def draw_step(data: st.DataObject, world: World) -> Step:
         return _create_order(r, world)
     if roll < 26 and any(not t.can_trade for t in world.traders.values()):
         return _lift(r, world)
+    if 26 <= roll < 40:
+        after = _after_trade(r, world)
+        if after is not None:
+            return _with_command_id(r, world, after)
     if roll < 85:
         guided = _guided(r, world)
         if guided is not None:
             return _with_command_id(r, world, guided)
-    name = pick(r, (*ORDER_COMMANDS, *APPEAL_COMMANDS, "apply_sanction", "lift_sanction"))
+    name = pick(
+        r,
+        (*ORDER_COMMANDS, *APPEAL_COMMANDS, *COMPLAINT_COMMANDS, "apply_sanction", "lift_sanction"),
+    )
     return _with_command_id(r, world, _command(r, world, name))
 
 
@@ -187,8 +212,11 @@ def _guided(r: Random, world: World) -> Step | None:
         options = APPEAL_NEXT[a.state]
         if a.state == "under_review":
             settled = a.refund_state in ("confirmed", "refused") or a.top_up == "confirmed"
+            settled = settled or a.clawback_state is not None
             more = ("resolve_appeal",) * 3 if settled else REVIEW_NEXT[a.reason]
             options = (*options, *more)
+        if a.clawback_state == "open":
+            options = (*options, "record_recovery", "record_recovery", "waive_clawback")
         name = pick(r, options)
         if name == "wait":
             return _wait(r, DEADLINE_WAITS[a.state])
@@ -206,6 +234,69 @@ def _guided(r: Random, world: World) -> Step | None:
     if name == "wait":
         return _wait(r, DEADLINE_WAITS[state])
     return _command(r, world, name, order=ref)
+
+
+def _after_trade(r: Random, world: World) -> Step | None:
+    """After a resolution: a complaint filed or moved on (E1–E6), or a clawback worked on
+    (K2, K3) on a resolved appeal."""
+    live = sorted(k for k, c in world.complaints.items() if c.state in COMPLAINT_NEXT)
+    if live and chance(r, 0.8):
+        ref = pick(r, live)
+        return _complaint_command(
+            r, world, pick(r, COMPLAINT_NEXT[world.complaints[ref].state]), ref
+        )
+    resolved = sorted(k for k, a in world.appeals.items() if a.state == "resolved")
+    if not resolved:
+        return None
+    ref = pick(r, resolved)
+    if world.appeals[ref].clawback_state == "open" and chance(r, 0.5):
+        return _command(r, world, pick(r, ("record_recovery", "waive_clawback")), appeal=ref)
+    return _complaint_command(r, world, "file_complaint", None, appeal=ref)
+
+
+def _complaint_command(
+    r: Random, world: World, name: str, ref: str | None, appeal: str | None = None
+) -> Step:
+    if name == "file_complaint":
+        if world.complaints and chance(r, 0.05):
+            ref = pick(r, sorted(world.complaints))  # duplicate_id
+        else:
+            world.filed += 1
+            ref = f"k{world.filed}"
+        a = world.appeals.get(appeal or _appeal_ref(r, world, None))
+        o = world.orders.get(a.order) if a else None
+        parties = [o.buyer, o.seller] if o else ["bob"]
+        return Step(
+            name,
+            {
+                "complaint": ref,
+                "appeal": a.appeal if a else "nowhere",
+                "by": actor(r, parties),
+                "statement": "the decision was wrong",
+            },
+        )
+    if ref is None:
+        ref = pick(r, sorted(world.complaints)) if world.complaints and chance(r, 0.95) else "k0"
+    c = world.complaints.get(ref)
+    complainant = c.complainant if c else "bob"
+    parties = [c.complainant, *(p for p in TRADERS if p != c.complainant)][:2] if c else ["bob"]
+    supervisors = [a for a in AGENTS if a == "sam"]
+    fields: dict[str, Any] = {"complaint": ref}
+    if name == "withdraw_complaint":
+        fields["by"] = actor(r, complainant)
+    elif name == "add_complaint_evidence":
+        fields["by"] = actor(r, [*parties, *supervisors])
+        fields["description"] = "more facts"
+    else:
+        fields["by"] = actor(r, supervisors)
+    if name == "decide_complaint":
+        fields["decision"] = pick(r, ("upheld", "upheld", "overturned", "overturned"))
+        if (fields["decision"] == "overturned" and chance(r, 0.5)) or chance(r, 0.05):
+            base = (
+                world.orders[c.order].fiat_amount if c and c.order in world.orders else Decimal(5)
+            )
+            fields["compensation"] = amount_near(r, base / 2)
+    return Step(name, fields)
 
 
 def _lift(r: Random, world: World) -> Step:
@@ -268,6 +359,8 @@ def _command(
         )
     if name in ORDER_COMMANDS:
         return _order_command(r, world, name, order)
+    if name in COMPLAINT_COMMANDS:
+        return _complaint_command(r, world, name, None, appeal=appeal)
     return _appeal_command(r, world, name, appeal)
 
 
@@ -298,6 +391,8 @@ def _order_command(r: Random, world: World, name: str, order: str | None) -> Ste
         reasons = sorted(str(x) for x in own) if own and chance(r, 0.9) else list(REASONS)
         fields["by"] = by
         fields["reason"] = pick(r, reasons)
+        if o is not None and o.state == "completed" and by == seller and chance(r, 0.4):
+            fields["reason"] = "payment_reversed"  # C6: a chargeback after the release
         if world.appeals and chance(r, 0.05):
             fields["appeal"] = pick(r, sorted(world.appeals))  # duplicate_id
         else:
@@ -337,6 +432,9 @@ def _appeal_command(r: Random, world: World, name: str, appeal: str | None) -> S
         "confirm_top_up": agents,
         "submit_freeze_proof": seller,
         "resolve_appeal": agents,
+        "confirm_reversal": agents,
+        "record_recovery": agents,
+        "waive_clawback": agents,
     }
     fields["by"] = actor(r, who[name])
     paid = Decimal(0) if o is None else (o.paid_amount or o.fiat_amount)
@@ -354,6 +452,11 @@ def _appeal_command(r: Random, world: World, name: str, appeal: str | None) -> S
         fields["amount"] = pick(r, ["5", "0.5", "0"])
     elif name in ("submit_payment_proof", "submit_freeze_proof"):
         fields["refs"] = ["proof-1"]
+    elif name == "confirm_reversal":
+        fields["amount"] = amount_near(r, o.amount if o else Decimal(5))
+    elif name == "record_recovery":
+        owed = (a.clawback or Decimal(5)) - a.recovered if a else Decimal(5)
+        fields["amount"] = amount_near(r, owed if owed > 0 else Decimal(5))
     elif name == "resolve_appeal":
         terminal = o is not None and o.state in ("completed", "cancelled")
         outcomes: list[str | None] = [None] if terminal else ["release", "cancel", "cancel", None]

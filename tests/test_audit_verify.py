@@ -16,13 +16,14 @@ import psycopg
 import pytest
 
 from commands.api import Escrow
-from commands.audit.history import History, seal
+from commands.audit.history import History, seal, timeline
 from commands.audit.report import Report
 from commands.audit.verify import verify, verify_store
 from commands.simulation.simulate import simulate
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock
+from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stored_digest, stream_id
 from escrow.trader import Trader
@@ -444,7 +445,7 @@ def test_sanctions_must_trace_to_their_appeal(mem: Escrow) -> None:
     )
     assert found(mem) == [
         f"trader alice v{s2} [C4] S2 from appeal a1, a seller_not_releasing appeal: only a C4 "
-        "appeal causes it",
+        "or C6 appeal causes it",
         f"trader alice v{ghost} [S1] partial_ban names appeal ghost, which does not exist",
     ]
 
@@ -459,3 +460,68 @@ def test_the_transcoder_path_checks_the_same_chains(written: RawStore) -> None:
             "order o1 v3 [chain] does not match its chain digest: its content was changed, or "
             "it was forged and inserted"
         ]
+
+
+# --- after the trade: clawbacks and complaints (K2, E2, E4) ----------------------------------
+
+
+def reversed_and_complained(engine: Escrow) -> None:
+    """o1 released, a1 (C6) with a 300 clawback, resolved; bob's complaint k1 under review."""
+    paid_order(engine)
+    engine.run("release", {"order": "o1", "by": "alice"})
+    appeal(engine, "payment_reversed", by="alice")
+    engine.run("start_review", {"appeal": "a1", "by": "carol"})
+    engine.run("confirm_reversal", {"appeal": "a1", "by": "carol", "amount": "300"})
+    engine.run("record_recovery", {"appeal": "a1", "by": "carol", "amount": "100"})
+    engine.run("resolve_appeal", {"appeal": "a1", "by": "carol"})
+    engine.run(
+        "file_complaint", {"complaint": "k1", "appeal": "a1", "by": "bob", "statement": "not me"}
+    )
+    engine.run("start_complaint_review", {"complaint": "k1", "by": "sam"})
+
+
+@pytest.fixture
+def supervised(clock: ManualClock) -> Iterator[Escrow]:
+    with Escrow("memory:", clock=clock, agents=AGENTS, supervisors={"sam"}) as engine:
+        yield engine
+
+
+def test_K2_recovered_never_above_the_clawback(supervised: Escrow) -> None:
+    reversed_and_complained(supervised)
+    assert found(supervised) == []
+    v = forge(
+        supervised,
+        Appeal,
+        "a1",
+        Appeal.RecoveryRecorded,
+        asset="USDT",
+        amount=Decimal("250"),
+        clawback_state="open",
+    )
+    assert found(supervised) == [f"appeal a1 v{v} [K2] recovered 350, above the clawback of 300"]
+
+
+def test_E4_compensation_above_the_fiat_amount_and_E2_decided_twice(supervised: Escrow) -> None:
+    reversed_and_complained(supervised)
+    supervised.run(
+        "decide_complaint",
+        {"complaint": "k1", "by": "sam", "decision": "overturned", "compensation": "460"},
+    )
+    assert found(supervised) == []
+    facts = dict(state="overturned", complainant="bob", decision="overturned")
+    v = forge(supervised, Complaint, "k1", Complaint.Decided, compensation=Decimal("461"), **facts)
+    assert found(supervised) == [
+        f"complaint k1 v{v} [E2] complaint decided again (overturned before)",
+        f"complaint k1 v{v} [E4] compensation of 461, above the order's fiat amount 460.00 "
+        "(or not positive)",
+    ]
+
+
+def test_timeline_shows_clawbacks_and_complaints(supervised: Escrow) -> None:
+    reversed_and_complained(supervised)
+    events = [(e.kind, e.event, e.rule) for e in timeline(History(supervised.app), "o1")]
+    assert ("appeal", "Appeal.ReversalConfirmed", "K1") in events
+    assert ("appeal", "Appeal.RecoveryRecorded", "K2") in events
+    assert ("complaint", "Complaint.Filed", "E1") in events
+    assert ("complaint", "Complaint.ReviewStarted", "E3") in events
+    assert ("trader", "Trader.Sanctioned", "K1") in events  # the S4 the reversal caused

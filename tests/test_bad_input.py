@@ -387,3 +387,72 @@ def test_engine_still_works_after_bad_input(engine: Escrow) -> None:
     engine.run("release", {"order": "o1", "by": "alice"})
     assert engine.order("o1").state == "completed"
     assert engine.ledger("USDT").released == Decimal(500)
+
+
+# --- after the trade: reversals and complaints (C6, K1–K3, E1–E6) ----------------------------
+
+AFTER_TRADE: dict[str, dict[str, Any]] = {
+    "confirm_reversal": {"appeal": "a0", "by": "carol", "amount": "5"},
+    "record_recovery": {"appeal": "a0", "by": "carol", "amount": "5"},
+    "waive_clawback": {"appeal": "a0", "by": "carol"},
+    "file_complaint": {"complaint": "k1", "appeal": "a0", "by": "bob", "statement": "unfair"},
+    "start_complaint_review": {"complaint": "k1", "by": "sam"},
+    "decide_complaint": {"complaint": "k1", "by": "sam", "decision": "overturned"},
+    "withdraw_complaint": {"complaint": "k1", "by": "bob"},
+    "add_complaint_evidence": {"complaint": "k1", "by": "bob", "description": "receipt"},
+}
+
+
+def after_trade(name: str, field: str, value: Any) -> tuple[str, dict[str, Any], str]:
+    fields = dict(AFTER_TRADE[name])
+    if value is DROP:
+        fields.pop(field)
+    else:
+        fields[field] = value
+    return name, fields, field
+
+
+AFTER_TRADE_CASES = [
+    *(
+        after_trade(n, "amount", v)
+        for n in ("confirm_reversal", "record_recovery")
+        for v in ("0", "-1", "NaN", 0.5, "1e15", "abc", None, DROP)
+    ),
+    *(after_trade("decide_complaint", "compensation", v) for v in ("0", "-5", 1.5, "x", True)),
+    # E4: a decision that lets the resolution stand owes nothing
+    (
+        "decide_complaint",
+        {"complaint": "k1", "by": "sam", "decision": "upheld", "compensation": "10"},
+        "compensation",
+    ),
+    *(after_trade("decide_complaint", "decision", v) for v in ("rejected", "", None, 1, DROP)),
+    *(
+        after_trade(n, "complaint", v)
+        for n in ("file_complaint", "start_complaint_review", "withdraw_complaint")
+        for v in ("", "k 1", "k" * 65, 7, DROP)
+    ),
+    *(after_trade("file_complaint", "appeal", v) for v in ("a/0", None, DROP)),
+    *(after_trade("file_complaint", "statement", v) for v in ("", "s" * 2001, "nul\x00", DROP)),
+    after_trade("file_complaint", "refs", ["r"] * 21),
+    after_trade("add_complaint_evidence", "description", DROP),
+    after_trade("waive_clawback", "amount", "5"),
+    after_trade("confirm_reversal", "outcome", "release"),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "field"), AFTER_TRADE_CASES)
+def test_after_trade_bad_input_names_the_field(
+    name: str, fields: dict[str, Any], field: str
+) -> None:
+    parse_command(name, AFTER_TRADE[name])  # the valid command parses
+    with pytest.raises(InvalidCommand) as caught:
+        parse_command(name, fields)
+    assert field in {f.split(".")[0] for f, _ in caught.value.fields}, caught.value
+
+
+def test_after_trade_bad_input_is_refused_and_stores_nothing(engine: Escrow) -> None:
+    prepare(engine)
+    for name, fields, _ in AFTER_TRADE_CASES:
+        refused(engine, "validation_error", name, **fields)
+    refused(engine, "not_found", "start_complaint_review", complaint="k9", by="sam")
+    refused(engine, "not_found", "confirm_reversal", appeal="a9", by="carol", amount="1")

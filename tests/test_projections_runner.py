@@ -241,7 +241,16 @@ def test_views_and_projections_on_the_command_line(tmp_path: Path) -> None:
     bob = json.loads(cli(url, "views", "traders", "bob", "--json").output)
     assert (bob["trader"], bob["completed"], bob["orders"]) == ("bob", 1, 1)
     ledger = json.loads(cli(url, "views", "ledger", "--json").output)
-    assert ledger == [{"asset": "USDT", "in_escrow": "500", "released": "500", "returned": "0"}]
+    assert ledger == [
+        {
+            "asset": "USDT",
+            "in_escrow": "500",
+            "released": "500",
+            "returned": "0",
+            "clawback_owed": "0",
+            "clawback_recovered": "0",
+        }
+    ]
     lines = json.loads(cli(url, "views", "ledger", "--order", "o1", "--json").output)
     assert [line["movement"] for line in lines] == ["released", "locked"]
     assert "o2" in cli(url, "views", "orders").output

@@ -35,12 +35,20 @@ from commands.api import Escrow
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock
+from escrow.complaint import Complaint
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
-from escrow.views import AppealView, OrderView, TraderView
+from escrow.views import AppealView, ComplaintView, OrderView, TraderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, OrderState
-from tests.conftest import AGENTS, REQUIRE_PG, START, _conninfo, postgres_unavailable
+from tests.conftest import (
+    AGENTS,
+    REQUIRE_PG,
+    START,
+    SUPERVISORS,
+    _conninfo,
+    postgres_unavailable,
+)
 from tests.helpers import event_count
 from tests.strategies import ASSETS, TRADERS, Step, World, draw_step
 
@@ -89,7 +97,7 @@ class Session:
     def __init__(self, url: str) -> None:
         self.url = url
         self.clock = ManualClock(START)
-        self.engine = Escrow(url, clock=self.clock, agents=AGENTS)
+        self.engine = Escrow(url, clock=self.clock, agents=AGENTS, supervisors=SUPERVISORS)
         self.world = World()
         # (stream id, version) -> the live aggregate's state right after a command saved it
         self.live: dict[tuple[UUID, int], Snapshot] = {}
@@ -185,6 +193,9 @@ class Session:
             elif stream == "appeal":
                 view = self.engine.appeal(ref)
                 self.world.appeals[ref] = view
+            elif stream == "complaint":
+                view = self.engine.complaint(ref)
+                self.world.complaints[ref] = view
             elif stream == "trader":
                 version: int = self.engine.app.repository.get(stream_id("trader", ref)).version
                 now = self.clock.now()
@@ -238,6 +249,9 @@ class Session:
         appeal_state: dict[str, str] = {}
         refs: dict[UUID, str] = {}  # stream id -> order or appeal ref
         issue_of: dict[str, tuple[str, str]] = {}  # appeal ref -> (order ref, issue)
+        clawbacks: dict[UUID, list[Decimal]] = {}  # appeal stream -> [clawback, recovered]
+        fiat_amount: dict[UUID, Decimal] = {}  # complaint stream -> its order's fiat amount
+        decided: set[UUID] = set()
         last_id = 0
         for n in notifications:
             assert n.id > last_id
@@ -275,6 +289,21 @@ class Session:
                 appeals_of[event.order].append(event.ref)
                 appeal_state[event.ref] = event.state
                 refs[oid], issue_of[event.ref] = event.ref, (event.order, event.issue)
+            elif isinstance(event, Appeal.ReversalConfirmed):
+                assert oid not in clawbacks, "a reversal confirmed twice (K1)"
+                clawbacks[oid] = [event.amount, Decimal(0)]
+            elif isinstance(event, Appeal.RecoveryRecorded):
+                clawback = clawbacks[oid]
+                clawback[1] += event.amount
+                assert clawback[1] <= clawback[0], "recovered above the clawback (K2)"
+            elif isinstance(event, Complaint.Filed):
+                fiat_amount[oid] = event.fiat_amount
+            elif isinstance(event, Complaint.Decided):
+                assert oid not in decided, "a complaint decided twice (E2)"
+                decided.add(oid)
+                if event.compensation is not None:
+                    assert event.decision == "overturned"
+                    assert 0 < event.compensation <= fiat_amount[oid], "compensation (E4)"
             elif isinstance(event, Appeal.Moved):
                 ref = refs[oid]
                 assert appeal_state[ref] not in APPEAL_TERMINAL, "a closed appeal moved"
@@ -299,7 +328,7 @@ class Session:
         if self.url == "memory:":
             self._compare(self.engine)
             return
-        with Escrow(self.url, clock=self.clock, agents=AGENTS) as other:
+        with Escrow(self.url, clock=self.clock, agents=AGENTS, supervisors=SUPERVISORS) as other:
             self._compare(other)
             # Read models rebuilt from the first event agree with the ones kept during the run.
             kept = [self.engine.ledger(a) for a in ASSETS]
@@ -315,8 +344,8 @@ class Session:
             aggregate = repository.get(
                 stream_id(kind, ref), version=version, projector_func=project
             )
-            of = OrderView.of if kind == "order" else AppealView.of
-            assert of(aggregate) == view, f"{kind} {ref} v{version}"
+            of = {"order": OrderView.of, "appeal": AppealView.of, "complaint": ComplaintView.of}
+            assert of[kind](aggregate) == view, f"{kind} {ref} v{version}"
         for (name, version), seen in self.traders.items():
             trader = repository.get(
                 stream_id("trader", name), version=version, projector_func=project
@@ -327,6 +356,8 @@ class Session:
             assert other.order(ref) == view
         for ref, a in self.world.appeals.items():
             assert other.appeal(ref) == a
+        for ref, c in self.world.complaints.items():
+            assert other.complaint(ref) == c
         now = self.clock.now()
         for name in TRADERS:
             assert other.trader(name, now) == self.engine.trader(name, now)

@@ -22,7 +22,7 @@ from commands.simulation.simulate import (
 from escrow.clock import ManualClock, SystemClock
 from tests.helpers import event_count
 
-REASONS = {"B1", "B2", "B3", "B4", "B5", "C1", "C2", "C3", "C4", "C5"}
+REASONS = {"B1", "B2", "B3", "B4", "B5", "C1", "C2", "C3", "C4", "C5", "C6"}
 
 
 def run(orders: int, seed: int, store: str = "memory:") -> tuple[Summary, Escrow]:
@@ -57,12 +57,22 @@ def test_the_mix_covers_every_ending(big: tuple[Summary, Escrow]) -> None:
     assert {"resolved: release", "resolved: cancel", "resolved: none", "withdrawn"} <= endings
     appealed = sum(summary.appeals.values())
     assert summary.orders * 0.2 < appealed < summary.orders * 0.6
-    assert set(summary.deadlines_fired) == {
-        "expire_payment_window",
-        "expire_payment_proof",
-        "close_freeze_window",
-        "expire_sanctions",
-    }
+    assert (
+        {
+            "expire_payment_window",
+            "expire_payment_proof",
+            "close_freeze_window",
+            "expire_sanctions",
+        }
+        <= set(summary.deadlines_fired)
+        <= {
+            "expire_payment_window",
+            "expire_payment_proof",
+            "close_freeze_window",
+            "expire_sanctions",
+            "mark_complaint_overdue",  # complaints are rare: 400 orders may see none overdue
+        }
+    )
     assert set(summary.sanctions_applied) == {
         "p2p_suspension",
         "trading_suspension_24h",

@@ -29,6 +29,7 @@ from eventsourcing.persistence import JSONTranscoder
 
 from escrow.appeal import Appeal
 from escrow.application import EscrowApplication, project
+from escrow.complaint import Complaint
 from escrow.errors import NotFound, ValidationError
 from escrow.faults import store_faults
 from escrow.log import EventLog
@@ -36,9 +37,14 @@ from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.store import StoreConfig, parse_store_url
 from escrow.trader import Trader
-from escrow.views import AppealView, OrderView, TraderView
+from escrow.views import AppealView, ComplaintView, OrderView, TraderView
 
-KINDS: dict[str, type[EscrowAggregate]] = {"order": Order, "appeal": Appeal, "trader": Trader}
+KINDS: dict[str, type[EscrowAggregate]] = {
+    "order": Order,
+    "appeal": Appeal,
+    "trader": Trader,
+    "complaint": Complaint,
+}
 
 # --- small helpers --------------------------------------------------------------------------
 
@@ -63,11 +69,10 @@ def event_name(topic: str) -> str:
 
 
 def kind_of(topic: str) -> str:
-    """The stream kind a topic belongs to: order, appeal, trader, command (receipts)."""
+    """The stream kind a topic belongs to: order, appeal, trader, complaint, command
+    (receipts)."""
     name = topic.split(":", 1)[-1].split(".", 1)[0]
-    return {"Order": "order", "Appeal": "appeal", "Trader": "trader", "Receipt": "command"}.get(
-        name, name.lower()
-    )
+    return {"Receipt": "command"}.get(name, name.lower())
 
 
 def plain(value: Any) -> Any:
@@ -310,7 +315,7 @@ def snapshot(
 ) -> Snapshot:
     """The order, appeal or trader as it was at a version or a time (default: now)."""
     if kind not in KINDS:
-        raise ValidationError(f"not a stream kind: {kind!r} (order, appeal or trader)")
+        raise ValidationError(f"not a stream kind: {kind!r} (order, appeal, trader, complaint)")
     if at is not None and version is not None:
         raise ValidationError("ask for a time or a version, not both")
     if at is not None:
@@ -334,6 +339,8 @@ def describe(kind: str, aggregate: Any, at: datetime) -> dict[str, Any]:
         view: dict[str, Any] = OrderView.of(aggregate).model_dump()
     elif kind == "appeal":
         view = AppealView.of(aggregate).model_dump()
+    elif kind == "complaint":
+        view = ComplaintView.of(aggregate).model_dump()
     else:
         view = TraderView.of(aggregate.ref, aggregate, at).model_dump()
         view["history"] = aggregate.sanctions
@@ -462,15 +469,19 @@ def _entries(history: History, kind: str, ref: str) -> list[Entry]:
 
 
 def timeline(history: History, order: str) -> list[Entry]:
-    """Every event of the order, of its appeals, and of the sanctions they caused (the parties'
-    trader events naming one of the appeals, and the expiry or lifting of those sanctions),
-    in time order (and, within one time, the order they were committed in)."""
+    """Every event of the order, of its appeals (clawbacks included), of the complaints about
+    them, and of the sanctions they caused (the parties' trader events naming one of the
+    appeals, and the expiry or lifting of those sanctions), in time order (and, within one
+    time, the order they were committed in)."""
     out = _entries(history, "order", order)
     if not out:
         raise NotFound(f"no order {order!r}")
     appeals = [e.fields["appeal"] for e in out if e.topic == Order.AppealOpened.TOPIC]
     for ref in dict.fromkeys(appeals):
         out += _entries(history, "appeal", ref)
+    complaints = [e.fields["complaint"] for e in out if e.topic == Appeal.ComplaintFiled.TOPIC]
+    for ref in dict.fromkeys(complaints):
+        out += _entries(history, "complaint", ref)
     wanted = set(appeals)
     created = out[0].fields
     for name in dict.fromkeys((created["seller"], created["buyer"])):

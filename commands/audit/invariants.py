@@ -15,6 +15,7 @@ from typing import Any
 
 from commands.audit.report import EXACT, MAX_FINDINGS, S2, ZERO, Finding, Partial
 from escrow.appeal import Appeal
+from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.trader import Trader
 from escrow.vocabulary import (
@@ -29,9 +30,11 @@ from escrow.vocabulary import (
 # [version, chain, kind, ...the kind's fields]. Amounts stay as their stored text until summed;
 # a deadline is dropped once it can no longer fire.
 V, CHAIN, K = 0, 1, 2
-OTHER, ORDER, APPEAL, TRADER = 0, 1, 2, 3
+OTHER, ORDER, APPEAL, TRADER, COMPLAINT = 0, 1, 2, 3, 4
 O_ASSET, O_AMOUNT, O_DEADLINE, O_STATE, O_SETTLED, O_OPEN, O_ISSUES, O_EXPIRED = range(3, 11)
 A_REF, A_BUYER, A_SELLER, A_REASON, A_STATE, A_FREEZE, A_FROZEN, A_PROOF = range(3, 11)
+A_CLAWBACK, A_RECOVERED, A_CLAWBACK_OPEN = range(11, 14)
+C_FIAT_AMOUNT, C_DECISION = 3, 4
 T_REF, T_SANCTIONS = 3, 4
 RELEASED, RETURNED = 1, 2
 WINDOW_OPEN, WINDOW_CLOSED, WINDOW_PROVEN = 0, 1, 2
@@ -91,6 +94,11 @@ class Invariants:
                 Trader.Sanctioned.TOPIC: self._sanctioned,
                 Trader.SanctionExpired.TOPIC: self._sanction_expired,
                 Trader.SanctionLifted.TOPIC: self._sanction_lifted,
+                Appeal.ReversalConfirmed.TOPIC: self._reversal_confirmed,
+                Appeal.RecoveryRecorded.TOPIC: self._recovery_recorded,
+                Appeal.ClawbackWaived.TOPIC: self._clawback_waived,
+                Complaint.Filed.TOPIC: self._complaint_filed,
+                Complaint.Decided.TOPIC: self._complaint_decided,
             }
         )
 
@@ -250,6 +258,9 @@ class Invariants:
             freeze,
             WINDOW_OPEN,
             None,
+            None,
+            "0",
+            False,
         ]
         self.out.appeals[ref] = (buyer, seller, reason)
 
@@ -331,6 +342,77 @@ class Invariants:
     ) -> None:
         if self._appeal_moved(s, stream, version, at, f):
             self.out.refusals[(s[A_SELLER], at)] = s[A_REF]
+
+    # --- clawbacks: K1–K3 ------------------------------------------------------------------
+
+    def _reversal_confirmed(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        if s[K] != APPEAL:
+            return
+        if s[A_CLAWBACK] is not None:
+            self.find(stream, version, "K1", "a reversal confirmed a second time in one appeal")
+        if not Decimal(f["amount"]) > 0:
+            self.find(stream, version, "K1", f"a clawback of {f['amount']}: not positive")
+        s[A_CLAWBACK], s[A_RECOVERED], s[A_CLAWBACK_OPEN] = f["amount"], "0", True
+
+    def _recovery_recorded(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        """K2: recovered never above the clawback, and only while it is open."""
+        if s[K] != APPEAL:
+            return
+        if not s[A_CLAWBACK_OPEN]:
+            self.find(stream, version, "K2", "a recovery recorded with no open clawback")
+            return
+        recovered = Decimal(s[A_RECOVERED]) + Decimal(f["amount"])
+        if recovered > Decimal(s[A_CLAWBACK]):
+            self.find(
+                stream,
+                version,
+                "K2",
+                f"recovered {recovered}, above the clawback of {s[A_CLAWBACK]}",
+            )
+        s[A_RECOVERED] = str(recovered)
+        s[A_CLAWBACK_OPEN] = f["clawback_state"] == "open"
+
+    def _clawback_waived(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        if s[K] != APPEAL:
+            return
+        if not s[A_CLAWBACK_OPEN]:
+            self.find(stream, version, "K3", "a clawback waived that was not open")
+        s[A_CLAWBACK_OPEN] = False
+
+    # --- complaints: E2, E4 ----------------------------------------------------------------
+
+    def _complaint_filed(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        self.streams[stream] = [s[V], s[CHAIN], COMPLAINT, f["fiat_amount"], None]
+
+    def _complaint_decided(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        """E2: decided once; E4: compensation only when overturned, at most the fiat amount."""
+        if s[K] != COMPLAINT:
+            return
+        if s[C_DECISION] is not None:
+            self.find(stream, version, "E2", f"complaint decided again ({s[C_DECISION]} before)")
+        compensation = f.get("compensation")
+        if compensation is not None:
+            if f["decision"] != "overturned":
+                self.find(stream, version, "E4", f"compensation with a {f['decision']} decision")
+            elif not 0 < Decimal(compensation) <= Decimal(s[C_FIAT_AMOUNT]):
+                self.find(
+                    stream,
+                    version,
+                    "E4",
+                    f"compensation of {compensation}, above the order's fiat amount "
+                    f"{s[C_FIAT_AMOUNT]} (or not positive)",
+                )
+        s[C_DECISION] = _word(f["decision"])
 
     # --- traders: S1–S4 -------------------------------------------------------------------
 

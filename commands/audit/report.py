@@ -12,7 +12,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 from commands.audit.history import plain
-from escrow.vocabulary import Reason, SanctionKind
+from escrow.vocabulary import SUSPEND_BUYER_ON_OPENING, SanctionKind
 
 EXACT = Context(prec=200)  # per-asset sums: 15 + 18 digits exceed the default 28
 MAX_FINDINGS = 10_000  # kept in full; beyond, only counted (a wrecked store stays printable)
@@ -137,13 +137,13 @@ def finish(
         elif kind == S2:
             if appeal is None:
                 find(trader, stream, version, "C4", "S2 applied without the C4 appeal causing it")
-            elif appeal[2] != Reason.BANK_ACCOUNT_FROZEN:
+            elif appeal[2] not in SUSPEND_BUYER_ON_OPENING:
                 find(
                     trader,
                     stream,
                     version,
                     "C4",
-                    f"S2 from appeal {ref}, a {appeal[2]} appeal: only a C4 appeal causes it",
+                    f"S2 from appeal {ref}, a {appeal[2]} appeal: only a C4 or C6 appeal causes it",
                 )
             elif trader != appeal[0]:
                 find(trader, stream, version, "C4", f"S2 on {trader}, not the buyer of {ref}")

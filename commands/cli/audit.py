@@ -50,7 +50,7 @@ from escrow.errors import EscrowError
 from escrow.faults import store_faults
 from escrow.recording import stream_id
 
-KIND = click.Choice(["order", "appeal", "trader"])
+KIND = click.Choice(["order", "appeal", "trader", "complaint"])
 
 
 class AuditError(click.ClickException):

@@ -13,7 +13,7 @@ import click
 
 from commands.cli.store import DEFAULT_STORE, STORE_HELP
 from escrow.errors import EscrowError
-from escrow.machines import APPEAL, ORDER
+from escrow.machines import APPEAL, COMPLAINT, ORDER
 from escrow.store import mask
 
 
@@ -50,10 +50,13 @@ def main(store: str) -> None:
 
 
 @main.command()
-@click.argument("machine", type=click.Choice(["order", "appeal", "all"]), default="all")
+@click.argument(
+    "machine", type=click.Choice(["order", "appeal", "complaint", "all"]), default="all"
+)
 def diagram(machine: str) -> None:
-    """Print the order and appeal state machines as Mermaid, generated from the rulebooks."""
-    books = {"order": ORDER, "appeal": APPEAL}
+    """Print the order, appeal and complaint state machines as Mermaid, generated from the
+    rulebooks."""
+    books = {"order": ORDER, "appeal": APPEAL, "complaint": COMPLAINT}
     chosen = books.values() if machine == "all" else [books[machine]]
     click.echo("\n\n".join(book.mermaid() for book in chosen))
 

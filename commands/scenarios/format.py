@@ -27,7 +27,14 @@ from escrow.clock import LATEST, bounded
 from escrow.durations import bounded_duration
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.policy import Policy
-from escrow.vocabulary import AppealState, OrderState, RefundState, SanctionKind
+from escrow.vocabulary import (
+    AppealState,
+    ClawbackState,
+    ComplaintState,
+    OrderState,
+    RefundState,
+    SanctionKind,
+)
 
 RULE_IDS: tuple[str, ...] = (
     *(f"O{i}" for i in range(1, 8)),
@@ -35,16 +42,18 @@ RULE_IDS: tuple[str, ...] = (
     "B1",
     "B1a",
     *(f"B{i}" for i in range(2, 6)),
-    *(f"C{i}" for i in range(1, 6)),
+    *(f"C{i}" for i in range(1, 7)),
     *(f"R{i}" for i in range(1, 8)),
     *(f"S{i}" for i in range(1, 5)),
+    *(f"K{i}" for i in range(1, 6)),
+    *(f"E{i}" for i in range(1, 7)),
 )
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 ERROR_CODES: tuple[str, ...] = (*PRECEDENCE, "any")
 STEP_WORDS = ("wait", "expect")
-TARGETS = ("order", "appeal", "trader", "ledger")
+TARGETS = ("order", "appeal", "trader", "ledger", "complaint")
 # Every command field read as money; a YAML float there has already lost its exact value.
-AMOUNT_FIELDS = frozenset({"amount", "price", "reference_price", "paid_amount"})
+AMOUNT_FIELDS = frozenset({"amount", "price", "reference_price", "paid_amount", "compensation"})
 
 
 # --- problems -------------------------------------------------------------------------------
@@ -114,7 +123,7 @@ class WaitStep(StepBase):
 
 @dataclass(frozen=True)
 class ExpectStep(StepBase):
-    target: str  # order | appeal | trader | ledger
+    target: str  # order | appeal | trader | ledger | complaint
     ref: str
     checks: dict[str, Any]  # only the fields the step gives
 
@@ -132,6 +141,7 @@ class Scenario:
     policy: Policy
     steps: tuple[Step, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
+    supervisors: frozenset[str] = frozenset()
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -189,8 +199,17 @@ class Header(BaseModel):
         DEFAULT_START
     )
     agents: list[Ref] = []
+    supervisors: list[Ref] = []
     policy: dict[str, Any] = {}
     steps: Annotated[list[Any], Field(min_length=1)]
+
+    @pydantic.model_validator(mode="after")
+    def _supervisors_are_agents(self) -> Header:
+        """scenarios.md: each supervisor must also be listed in `agents`."""
+        strangers = [name for name in self.supervisors if name not in self.agents]
+        if strangers:
+            raise ValueError(f"supervisors must be listed in agents too: {', '.join(strangers)}")
+        return self
 
 
 def _exact_or_zero(value: Any) -> Decimal:
@@ -228,6 +247,10 @@ assert set(OrderStateName.__args__) == {s.value for s in OrderState}  # type: ig
 assert set(AppealStateName.__args__) == {s.value for s in AppealState}  # type: ignore[attr-defined]
 assert set(RefundStateName.__args__) == {s.value for s in RefundState}  # type: ignore[attr-defined]
 assert set(SanctionName.__args__) == {s.value for s in SanctionKind}  # type: ignore[attr-defined]
+ClawbackName = Literal["open", "recovered", "waived"]
+ComplaintStateName = Literal["filed", "under_review", "upheld", "overturned", "withdrawn"]
+assert set(ClawbackName.__args__) == {s.value for s in ClawbackState}  # type: ignore[attr-defined]
+assert set(ComplaintStateName.__args__) == {s.value for s in ComplaintState}  # type: ignore[attr-defined]
 
 
 class Expectation(BaseModel):
@@ -253,11 +276,12 @@ class OrderExpect(Expectation):
 
 
 class AppealExpect(Expectation):
-    nullable = frozenset({"outcome", "refund_state"})
+    nullable = frozenset({"outcome", "refund_state", "clawback"})
     appeal: Ref
     state: AppealStateName | None = None
     outcome: Literal["release", "cancel", "none"] | None = None
     refund_state: RefundStateName | None = None
+    clawback: ClawbackName | None = None
 
 
 class TraderExpect(Expectation):
@@ -271,6 +295,17 @@ class LedgerExpect(Expectation):
     in_escrow: Balance | None = None
     released: Balance | None = None
     returned: Balance | None = None
+    clawback_owed: Balance | None = None
+    clawback_recovered: Balance | None = None
+
+
+class ComplaintExpect(Expectation):
+    nullable = frozenset({"decision", "compensation"})
+    complaint: Ref
+    state: ComplaintStateName | None = None
+    decision: Literal["upheld", "overturned"] | None = None
+    overdue: StrictBool | None = None
+    compensation: Balance | None = None
 
 
 EXPECTATIONS: dict[str, type[Expectation]] = {
@@ -278,6 +313,7 @@ EXPECTATIONS: dict[str, type[Expectation]] = {
     "appeal": AppealExpect,
     "trader": TraderExpect,
     "ledger": LedgerExpect,
+    "complaint": ComplaintExpect,
 }
 
 
@@ -432,6 +468,7 @@ def parse(text: str, file: str = "<scenario>") -> Scenario:
         policy=policy,
         steps=tuple(steps),
         overrides=overrides,
+        supervisors=frozenset(header.supervisors),
     )
 
 
@@ -515,7 +552,10 @@ def _expect(
     targets = [t for t in TARGETS if t in value]
     if len(targets) != 1:
         said = ", ".join(targets) if targets else "none"
-        message = f"an expectation names exactly one of order, appeal, trader, ledger (got {said})"
+        message = (
+            "an expectation names exactly one of order, appeal, trader, ledger, complaint "
+            f"(got {said})"
+        )
         unknown = [str(k) for k in value if k not in TARGETS]
         if not targets and unknown:
             message += f"; unknown expectation field {unknown[0]!r}"

@@ -199,7 +199,13 @@ def run_scenario(
     with place as url:
         clock = ManualClock(scenario.start)
         try:
-            engine = Escrow(url, policy=scenario.policy, clock=clock, agents=scenario.agents)
+            engine = Escrow(
+                url,
+                policy=scenario.policy,
+                clock=clock,
+                agents=scenario.agents,
+                supervisors=scenario.supervisors,
+            )
         except StoreError as e:  # a store that cannot be opened says nothing about the rules
             raise StoreUnavailable(f"cannot open the store: {e}") from None
         try:
@@ -289,12 +295,21 @@ def _found(engine: Escrow, step: ExpectStep) -> dict[str, Any]:
             "state": appeal.state,
             "outcome": appeal.outcome,
             "refund_state": appeal.refund_state,
+            "clawback": appeal.clawback_state,
         }
     if step.target == "trader":
         trader = engine.trader(step.ref)
         return {"can_trade": trader.can_trade, "sanctions": frozenset(trader.kinds)}
+    if step.target == "complaint":
+        complaint = engine.complaint(step.ref)
+        return {
+            "state": complaint.state,
+            "decision": complaint.decision,
+            "overdue": complaint.overdue,
+            "compensation": complaint.compensation,
+        }
     ledger = engine.ledger(step.ref)
-    return {"in_escrow": ledger.in_escrow, "released": ledger.released, "returned": ledger.returned}
+    return ledger.model_dump(exclude={"asset"})
 
 
 def _show(value: Any) -> str:

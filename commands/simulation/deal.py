@@ -57,6 +57,7 @@ class Deal:
     instant: bool
     payment_window: timedelta
     reference_price: Decimal | None = None
+    supervisor: str | None = None  # handles a complaint: never the deal's own agent (E3)
     exists: bool = True
     appeals: list[str] = field(default_factory=list)
 

@@ -33,6 +33,7 @@ from escrow.views import Outcome
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 AGENTS = ("agent-ana", "agent-ben", "agent-chen")
+SUPERVISORS = ("agent-ana", "agent-chen")  # E3: complaints go to one who did not decide
 MEAN_ARRIVAL_SECONDS = 20  # one new order every 20 s of simulated time, on average
 
 Progress = Callable[[int, int], None]  # (orders finished, events recorded so far)
@@ -115,6 +116,7 @@ class _Driver:
         self.rng = random.Random(seed)
         self.prefix = f"s{seed}-"
         self.agents = sorted(engine.agents)
+        self.supervisors = sorted(engine.runner.supervisors)
         self.pool = max(10, orders // 8)
         self.blocked: dict[str, datetime | None] = {}  # trader -> until (None: until lifted)
         self.summary = Summary(seed=seed, orders=orders)
@@ -189,7 +191,8 @@ class _Driver:
             ref=f"{self.prefix}o{n}",
             seller=seller,
             buyer=buyer,
-            agent=self.agents[rng.randrange(len(self.agents))],
+            agent=(agent := self.agents[rng.randrange(len(self.agents))]),
+            supervisor=next((s for s in self.supervisors if s != agent), None),
             rng=rng,
             asset=asset,
             amount=Decimal(rng.randint(low, high)).scaleb(-places),
@@ -299,10 +302,12 @@ class _Driver:
                 kind = {
                     "refuse_refund": "p2p_suspension",
                     "open_appeal": "trading_suspension_24h",
+                    "confirm_reversal": "permanent_suspension",
                 }.get(act.command, act.fields.get("kind", "?"))
                 summary.sanctions_applied[kind] += 1
             elif r.event == "SanctionLifted":
-                summary.sanctions_lifted[act.fields["kind"]] += 1
+                # an overturned complaint lifts what its appeal applied, of any kind (E4)
+                summary.sanctions_lifted[act.fields.get("kind", "by_complaint")] += 1
         for trader in sorted(touched):
             self._refresh(trader)
 
@@ -342,5 +347,6 @@ def simulate(
 
 
 def simulation_engine(store: str = "memory:", start: datetime = START) -> Escrow:
-    """An engine ready for `simulate`: the given store, a manual clock, three agents."""
-    return Escrow(store, clock=ManualClock(start), agents=AGENTS)
+    """An engine ready for `simulate`: the given store, a manual clock, three agents, two of
+    them supervisors."""
+    return Escrow(store, clock=ManualClock(start), agents=AGENTS, supervisors=SUPERVISORS)

@@ -110,6 +110,51 @@ def _refund_then_lift(
     return refused
 
 
+def _complain(d: Deal, appeal: str, party: str, share: float = 0.05) -> Iterator[Beat]:
+    """E1–E6: now and then a party takes a resolved appeal further; a supervisor who did not
+    resolve it reviews it, mostly upholds, sometimes overturns with a compensation."""
+    if d.supervisor is None or not d.chance(share):
+        return
+    ref = f"{appeal}-k1"
+    fields = {"complaint": ref, "appeal": appeal, "by": party, "statement": "I disagree"}
+    yield Act(d.within(_h(2), _d(10)), "file_complaint", fields)
+    if d.chance(0.1):
+        yield Act(d.within(_h(1), _d(2)), "withdraw_complaint", {"complaint": ref, "by": party})
+        return
+    review = {"complaint": ref, "by": d.supervisor}
+    yield Act(d.within(_h(4), _d(20)), "start_complaint_review", review)  # E5 may fire first
+    if d.chance(0.2):
+        compensation = str(max((d.fiat_amount / 20).quantize(CENT), CENT))
+        decision = {"decision": "overturned", "compensation": compensation}
+    else:
+        decision = {"decision": "upheld"}
+    yield Act(d.within(_h(1), _d(3)), "decide_complaint", {**review, **decision})
+
+
+def _payment_reversed(d: Deal) -> Iterator[Beat]:
+    """C6, K1–K5: the buyer's payment is charged back after the release."""
+    appeal, act = _open(d, d.seller, "payment_reversed", d.within(_d(1), _d(30)))
+    yield act
+    yield _review(d, appeal)
+    yield _on(_h(1), "add_evidence", appeal, d.seller, description="chargeback notice")
+    if d.chance(0.2):  # K5: no reversal after all
+        yield _resolve(d, appeal, None)
+        yield from _complain(d, appeal, d.seller, 0.2)
+        return
+    yield _on(d.within(_m(30), _d(1)), "confirm_reversal", appeal, d.agent, amount=str(d.amount))
+    first = (d.amount / 2).quantize(d.amount) if d.chance(0.6) else Decimal(0)
+    if first > 0:
+        yield _on(d.within(_h(1), _d(5)), "record_recovery", appeal, d.agent, amount=str(first))
+    yield _resolve(d, appeal, None)
+    if d.chance(0.1):  # K3: the bank reinstated the payment
+        yield _on(d.within(_d(1), _d(20)), "waive_clawback", appeal, d.agent)
+        yield _lift(d, d.buyer, "permanent_suspension", _h(1), _d(2))
+    elif d.chance(0.7):  # K2: the rest comes back from a later deposit
+        rest = str(d.amount - first)
+        yield _on(d.within(_d(1), _d(20)), "record_recovery", appeal, d.agent, amount=rest)
+    yield from _complain(d, appeal, d.buyer, 0.3)
+
+
 # --- stories --------------------------------------------------------------------------------
 
 
@@ -125,6 +170,8 @@ def completed(d: Deal) -> Iterator[Beat]:
         yield _review(d, appeal)
         yield _on(_m(30), "add_evidence", appeal, d.buyer, description="bank statement")
         yield _resolve(d, appeal, None)
+    elif d.chance(0.01):  # a card or bank chargeback after the release: rare
+        yield from _payment_reversed(d)
     yield Settle()
 
 
@@ -177,6 +224,7 @@ def seller_not_releasing(d: Deal) -> Iterator[Beat]:
                 "appeal": f"{d.ref}-again",
             }
             yield Act(_h(2), "open_appeal", fields, expect="issue_already_resolved")
+        yield from _complain(d, appeal, d.seller)
         yield Settle()
         return
     yield _resolve(d, appeal, "release", expect="price_deviation")
@@ -269,6 +317,7 @@ def _verbal_abuse(d: Deal, reporter: str, offender: str) -> Iterator[Beat]:
     )
     yield _resolve(d, appeal, None)
     yield Act(d.within(_m(1), _m(30)), "release", {"order": d.ref, "by": d.seller})
+    yield from _complain(d, appeal, offender)
     yield Settle()
 
 
