@@ -242,3 +242,33 @@ def test_an_unreachable_store_is_503_and_records_nothing(tmp_path: Path) -> None
         assert http.get("/readyz").status_code == 503
         refused(post(http, "platform", "create_order", order_body("o1")), 503, "store_unavailable")
         refused(http.get("/v1/orders/o1"), 503, "store_unavailable")
+
+
+def test_a_complaint_over_http_with_four_eyes(http: httpx.Client) -> None:
+    order, appeal, complaint = new_id("o"), new_id("a"), new_id("c")
+    ok(post(http, "platform", "create_order", order_body(order)), 201)
+    ok(post(http, "bob", "mark_paid", {"order": order}))
+    appealed(http, order, appeal)
+    ok(post(http, "carol", "start_review", {"appeal": appeal}))
+    ok(post(http, "carol", "resolve_appeal", {"appeal": appeal, "outcome": "release"}))
+    body = {"complaint": complaint, "appeal": appeal, "statement": "the seller never answered"}
+    filed = ok(post(http, "alice", "file_complaint", body), 201)
+    assert filed["complaint"]["state"] == "filed" and filed["complaint"]["complainant"] == "alice"
+    refused(
+        post(http, "carol", "start_complaint_review", {"complaint": complaint}),
+        403,
+        "not_authorized",
+        "E3",
+    )  # an agent, not a supervisor
+    queue = ok(http.get("/v1/queue", headers=auth("sam")))
+    assert complaint in [c["complaint"] for c in queue["complaints"]]
+    allowed = ok(http.get(f"/v1/complaints/{complaint}/allowed", headers=auth("sam")))
+    assert "start_complaint_review" in allowed["commands"]
+    ok(post(http, "sam", "start_complaint_review", {"complaint": complaint}))
+    decided = ok(
+        post(http, "sam", "decide_complaint", {"complaint": complaint, "decision": "upheld"})
+    )
+    assert decided["complaint"]["state"] == "upheld"
+    seen = http.get(f"/v1/complaints/{complaint}", headers=auth("alice"))
+    assert ok(seen)["decision"] == "upheld" and seen.headers["etag"] == f'"{ok(seen)["version"]}"'
+    refused(http.get(f"/v1/complaints/{complaint}", headers=auth("eve")), 404, "not_found")

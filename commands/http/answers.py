@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from escrow.views import AppealView, LedgerView, OrderView, Outcome, TraderView
-from projections.appeal_queue import QueueItem
+from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, Outcome, TraderView
+from projections.appeal_queue import ComplaintQueueItem, QueueItem
 from projections.orders import OrderRow
 from projections.traders import TraderStats
 
@@ -23,6 +23,7 @@ class CommandAnswer(Outcome):
 
     order: OrderView | None = None
     appeal: AppealView | None = None
+    complaint: ComplaintView | None = None
     traders: list[TraderView] = []
 
 
@@ -58,6 +59,13 @@ class Timeline(Answer):
 
 class Queue(Answer):
     appeals: list[QueueItem]
+    complaints: list[ComplaintQueueItem]
+
+
+class ComplaintAllowed(Answer):
+    complaint: str
+    actor: str
+    commands: list[str]
 
 
 class TraderRecord(TraderView):

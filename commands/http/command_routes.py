@@ -42,12 +42,13 @@ def _answer(escrow: Escrow, outcome: Outcome, who: Principal) -> CommandAnswer:
     """The outcome and the views of what it changed (a trader's own record only)."""
     refs = {
         kind: dict.fromkeys(r.ref for r in outcome.recorded if r.stream == kind)
-        for kind in ("order", "appeal", "trader")
+        for kind in ("order", "appeal", "complaint", "trader")
     }
     return CommandAnswer(
         **dict(outcome),
         order=next((escrow.order(ref) for ref in refs["order"]), None),
         appeal=next((escrow.appeal(ref) for ref in refs["appeal"]), None),
+        complaint=next((escrow.complaint(ref) for ref in refs["complaint"]), None),
         traders=[escrow.trader(name) for name in refs["trader"] if who.sees_parties(name)],
     )
 

@@ -43,7 +43,12 @@ class Engine:
                 if time.monotonic() - self._failed_at < RETRY_AFTER:
                     raise StoreUnavailable(self._failure)
                 try:
-                    self._escrow = Escrow(self.store, clock=SystemClock(), agents=self.keys.agents)
+                    self._escrow = Escrow(
+                        self.store,
+                        clock=SystemClock(),
+                        agents=self.keys.agents,
+                        supervisors=self.keys.supervisors,
+                    )
                 except Exception as e:  # whatever the driver raises: the store is not there
                     self._failed_at, self._failure = time.monotonic(), str(e)
                     raise StoreUnavailable(self._failure) from e

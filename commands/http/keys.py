@@ -69,6 +69,11 @@ class Keys:
         """Agents and supervisors: the customer service the engine knows as `agents`."""
         return frozenset(p.name for _, p in self._entries if p.role in STAFF)
 
+    @property
+    def supervisors(self) -> frozenset[str]:
+        """The agents who also handle complaints (E3)."""
+        return frozenset(p.name for _, p in self._entries if p.role == "supervisor")
+
 
 def _principal(path: str | Path, n: int, token: Any, entry: Any) -> Principal:
     where = f"{path}: key #{n}"  # never the token itself: the message may end up in a log

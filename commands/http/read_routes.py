@@ -21,6 +21,7 @@ from commands.audit.history import timeline
 from commands.http.answers import (
     Allowed,
     AppealAllowed,
+    ComplaintAllowed,
     Ledger,
     Me,
     OrderPage,
@@ -34,7 +35,7 @@ from commands.http.keys import Principal
 from commands.http.params import known_only
 from commands.http.problems import BadParameter, responses
 from escrow.errors import NotFound
-from escrow.views import AppealView, OrderView
+from escrow.views import AppealView, ComplaintView, OrderView
 from escrow.vocabulary import OrderState
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -63,6 +64,14 @@ def _visible_appeal(escrow: Escrow, ref: str, who: Principal) -> AppealView:
     order = escrow.order(view.order)
     if not who.sees_parties(order.seller, order.buyer):
         raise NotFound(f"no appeal {ref!r}")
+    return view
+
+
+def _visible_complaint(escrow: Escrow, ref: str, who: Principal) -> ComplaintView:
+    view = escrow.complaint(ref)
+    order = escrow.order(view.order)
+    if not who.sees_parties(order.seller, order.buyer):
+        raise NotFound(f"no complaint {ref!r}")
     return view
 
 
@@ -138,6 +147,21 @@ def appeal_allowed(appeal: str, who: Caller, engine: Running) -> Response:
     return _json(AppealAllowed(appeal=appeal, actor=who.name, commands=commands))
 
 
+@router.get("/v1/complaints/{complaint}", response_model=ComplaintView)
+def complaint(complaint: str, who: Caller, engine: Running) -> Response:
+    view = _visible_complaint(engine.get(), complaint, who)
+    return _json(view, {"ETag": f'"{view.version}"'})
+
+
+@router.get("/v1/complaints/{complaint}/allowed", response_model=ComplaintAllowed)
+def complaint_allowed(complaint: str, who: Caller, engine: Running) -> Response:
+    """The commands the caller may issue on the complaint now."""
+    escrow = engine.get()
+    _visible_complaint(escrow, complaint, who)
+    commands = escrow.allowed(who.name, complaint=complaint)
+    return _json(ComplaintAllowed(complaint=complaint, actor=who.name, commands=commands))
+
+
 @router.get("/v1/me", response_model=Me)
 def me(who: Caller) -> Response:
     """The token's principal: its name and role."""
@@ -146,9 +170,16 @@ def me(who: Caller) -> Response:
 
 @router.get("/v1/queue", response_model=Queue)
 def queue(who: Caller, engine: Running, limit: Limit = 100) -> Response:
-    """Open appeals, oldest first, with what each waits on and when it is due (CS only)."""
+    """Open appeals, oldest first, with what each waits on and when it is due, and undecided
+    complaints, earliest response deadline first (CS only)."""
     staff_or_platform(who)
-    return _json(Queue(appeals=engine.get().appeal_queue(limit=limit)))
+    escrow = engine.get()
+    return _json(
+        Queue(
+            appeals=escrow.appeal_queue(limit=limit),
+            complaints=escrow.complaint_queue(limit=limit),
+        )
+    )
 
 
 @router.get("/v1/traders/{name}", response_model=TraderRecord)
