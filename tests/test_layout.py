@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("escrow", "projections", "commands")  # each may import only the layers before it
+# The one import root: the repository's commands/ and projections/ are escrow.commands and
+# escrow.projections (symbolic links inside escrow/ here, subpackages in the installed wheel).
+ROOTED = {"escrow.commands": "commands", "escrow.projections": "projections"}
 
 
 def _imported(path: Path) -> list[tuple[int, str]]:
@@ -24,13 +27,33 @@ def _imported(path: Path) -> list[tuple[int, str]]:
     return names
 
 
+def _layer_of(name: str) -> str | None:
+    """The layer a module name belongs to (None: not ours)."""
+    for prefix, layer in ROOTED.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return layer
+    top = name.split(".")[0]
+    return top if top in LAYERS else None
+
+
+def _modules(layer: str) -> list[Path]:
+    """The layer's own files, not those seen again through escrow/'s links to the others."""
+    links = [ROOT / "escrow" / name for name in ("commands", "projections")]
+    return sorted(
+        path
+        for path in (ROOT / layer).rglob("*.py")
+        if not any(path.is_relative_to(link) for link in links)
+    )
+
+
 def _against_the_flow(layer: str) -> list[str]:
     allowed = LAYERS[: LAYERS.index(layer) + 1]
     found = []
-    for path in sorted((ROOT / layer).rglob("*.py")):
+    for path in _modules(layer):
         for line, name in _imported(path):
-            top = name.split(".")[0]
-            if top in LAYERS and top not in allowed:
+            if name.split(".")[0] in ("commands", "projections"):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {name}: use escrow.{name}")
+            elif (into := _layer_of(name)) is not None and into not in allowed:
                 found.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     return found
 
@@ -43,9 +66,11 @@ def test_imports_flow_from_commands_to_projections_to_escrow(layer: str) -> None
 def test_the_check_sees_an_import_against_the_flow(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
-        "def f():\n    from commands.api import Escrow\n    import projections.base\n"
+        "def f():\n    from escrow.commands.api import Escrow\n    import escrow.projections.base\n"
     )
-    assert _imported(module) == [(2, "commands.api"), (3, "projections.base")]
+    assert _imported(module) == [(2, "escrow.commands.api"), (3, "escrow.projections.base")]
+    assert [_layer_of(n) for _, n in _imported(module)] == ["commands", "projections"]
+    assert _layer_of("escrow.order") == "escrow" and _layer_of("psycopg") is None
 
 
 def test_no_module_imports_relatively() -> None:
@@ -53,7 +78,7 @@ def test_no_module_imports_relatively() -> None:
     relative = [
         f"{path.relative_to(ROOT)}:{node.lineno}"
         for layer in LAYERS
-        for path in (ROOT / layer).rglob("*.py")
+        for path in _modules(layer)
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ImportFrom) and node.level > 0
     ]

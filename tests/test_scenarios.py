@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from commands.cli.main import main
-from commands.cli.scenario import library_folder
-from commands.scenarios.format import RULE_IDS, parse
-from commands.scenarios.runner import fresh_store, run_scenario
+from escrow.commands.cli.main import main
+from escrow.commands.cli.scenario import library_folder
+from escrow.commands.scenarios.format import RULE_IDS, parse
+from escrow.commands.scenarios.runner import fresh_store, run_scenario
 from tests.conftest import PG_URL
 
 ORDER = (
@@ -477,9 +477,12 @@ def test_coverage_of_an_invalid_file_exits_2(tmp_path: Path) -> None:
     assert "not a rule ID" in outcome.output
 
 
-def test_demo_finds_the_shipped_library() -> None:
+def test_demo_finds_the_shipped_library_wherever_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the repository: the library is the package's own data
     folder = library_folder()
-    assert folder == Path(__file__).resolve().parent.parent / "scenarios"
+    assert folder.resolve() == Path(__file__).resolve().parent.parent / "scenarios"
     assert len(list(folder.glob("*.yaml"))) >= 38
 
 

@@ -29,8 +29,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.cli.store import store_given, store_of, uses_store
-from commands.scenarios.format import (
+from escrow.commands.cli.store import store_given, store_of, uses_store
+from escrow.commands.scenarios.format import (
     RULE_IDS,
     Problem,
     Scenario,
@@ -38,7 +38,7 @@ from commands.scenarios.format import (
     load,
     scenario_files,
 )
-from commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
+from escrow.commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from escrow.errors import EscrowError
 from escrow.store import mask, parse_store_url
 
@@ -282,11 +282,10 @@ def coverage_command(ctx: click.Context, folders: tuple[Path, ...]) -> None:
 
 
 def library_folder() -> Path:
-    """The shipped scenario library: `scenarios/` next to the package, else in the cwd."""
-    here = Path(__file__).resolve().parent.parent / "scenarios"
-    if here.is_dir() and any(here.glob("*.yaml")):
-        return here
-    return Path.cwd() / "scenarios"
+    """The shipped scenario library: package data of escrow.commands.scenarios (in the
+    repository, its `library` links to the top-level scenarios/ folder), so `escrow demo`
+    runs from a wheel in any folder."""
+    return Path(__file__).parent.parent / "scenarios" / "library"
 
 
 @click.command()
@@ -305,9 +304,7 @@ def demo(ctx: click.Context, folder: Path | None) -> None:
     console = _console()
     folder = folder or library_folder()
     if not folder.is_dir():
-        raise click.ClickException(
-            f"no scenario library at {folder}: run from the repository root or pass --folder"
-        )
+        raise click.ClickException(f"no scenario library at {folder}: pass --folder")
     console.print(f"Running the scenario library in {escape(str(folder))} on SQLite ...")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="escrow-demo-") as tmp:
@@ -354,8 +351,8 @@ def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> N
     firing and sanctions applied and lifted, on a simulated clock. Run on a fresh store: the
     same seed then gives the same history and the same summary.
     """
-    from commands.simulation.simulate import SimulationError, simulation_engine
-    from commands.simulation.simulate import simulate as run_simulation
+    from escrow.commands.simulation.simulate import SimulationError, simulation_engine
+    from escrow.commands.simulation.simulate import simulate as run_simulation
 
     url = store_of(ctx)
     try:

@@ -11,10 +11,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.http.keys import Keys
 from escrow.clock import SystemClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.http.keys import Keys
 
 
 class StoreUnavailable(Exception):
