@@ -1,19 +1,21 @@
 """Many processes on one PostgreSQL schema, killed and restarted, and proof that nothing was lost.
 
-Worker processes drive seeded order lifecycles (appeals, refunds, cancellations, expiries)
-through the public API with a `command_id` on every command, each writing a journal of what it
+Worker processes drive seeded order lifecycles (appeals, refunds, cancellations, expiries,
+payment reversals with their clawbacks, complaints) through the public API with a `command_id` on every command, each writing a journal of what it
 sent and what was answered (fsynced before and after every command). One process calls `tick`
-on a schedule; `escrow projections run` follows the log beside them. During the run workers
-are killed with SIGKILL at random moments and restarted (a restarted worker re-sends the
-command it had sent without an answer, with the same id), the projection runner likewise, and
-PostgreSQL is restarted once. Then the kills stop, every worker finishes its plan, and the
+on a schedule; `escrow projections run` follows the log beside them, and `escrow relay`
+publishes it to NATS JetStream. During the run workers are killed with SIGKILL at random
+moments and restarted (a restarted worker re-sends the command it had sent without an answer,
+with the same id), the projection runner and the relay likewise, and PostgreSQL is restarted
+once. Then the kills stop, every worker finishes its plan, and the
 store is checked:
 
 - every command acknowledged as done has its receipt, and every event a command recorded
   belongs to exactly one receipt (`lost`, `duplicated`);
 - a command acknowledged as refused left no receipt; a re-sent one was answered as a replay
   of the first outcome or, when the first never committed, as its first outcome;
-- `escrow audit verify` is clean; the read models equal a fresh rebuild.
+- `escrow audit verify` is clean; the read models equal a fresh rebuild;
+- the relay's stream holds every event of the log once, in log order.
 
     .venv/bin/python scripts/soak.py [--workers 2] [--commands 600] [--seconds 60]
         [--postgres URL] [--no-store-restart] [--seed 1] [--json]
@@ -22,6 +24,7 @@ store is checked:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -36,17 +39,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 
-from escrow.commands import Escrow, EscrowError, Policy
+from escrow.commands import Escrow, EscrowError, Policy, StoreError
 from escrow.commands.audit.history import History, kind_of
 from escrow.commands.audit.verify import verify_store
+from escrow.commands.events import EventFeed
 from escrow.commands.receipts import Receipt
+from escrow.commands.relay.relay import status_of
 from escrow.projections.catalog import read_models
 from escrow.store import parse_store_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 AGENTS = ("carol", "dave")
+SUPERVISOR = "sam"  # handles complaints; never the agent who resolved the appeal (E3)
 POLICY = Policy(payment_window="3s")  # unpaid orders expire within the run, fired by `tick`
 SYSTEM = "system"
 
@@ -123,12 +130,49 @@ def refunded(ref: str, seller: str, buyer: str, agent: str) -> list[Step]:
     ]
 
 
+def reversed_payment(ref: str, seller: str, buyer: str, agent: str) -> list[Step]:
+    """C6, K1-K2: the buyer's payment reversed after release; the buyer (a fresh one: S4 ends
+    its trading) owes the crypto back, recovered in two parts, one after the resolution."""
+    appeal = f"{ref}-a"
+    buyer = f"{ref}-buyer"
+    return [
+        *completed(ref, seller, buyer, agent),
+        (
+            "open_appeal",
+            {"order": ref, "by": seller, "reason": "payment_reversed", "appeal": appeal},
+        ),
+        ("start_review", {"appeal": appeal, "by": agent}),
+        ("confirm_reversal", {"appeal": appeal, "by": agent, "amount": "100"}),
+        ("record_recovery", {"appeal": appeal, "by": agent, "amount": "40"}),
+        ("resolve_appeal", {"appeal": appeal, "by": agent}),
+        ("record_recovery", {"appeal": appeal, "by": agent, "amount": "60"}),
+    ]
+
+
+def complained(ref: str, seller: str, buyer: str, agent: str) -> list[Step]:
+    """E1-E4: the seller disputes a release decided by CS; a supervisor reviews it."""
+    complaint = f"{ref}-c"
+    statement = "the buyer never paid in full"
+    return [
+        *appeal_released(ref, seller, buyer, agent),
+        (
+            "file_complaint",
+            {"complaint": complaint, "appeal": f"{ref}-a", "by": seller, "statement": statement},
+        ),
+        ("start_complaint_review", {"complaint": complaint, "by": agent}),  # refused: E3
+        ("start_complaint_review", {"complaint": complaint, "by": SUPERVISOR}),
+        ("decide_complaint", {"complaint": complaint, "by": SUPERVISOR, "decision": "upheld"}),
+    ]
+
+
 STORIES: list[tuple[Callable[[str, str, str, str], list[Step]], int]] = [
-    (completed, 50),
+    (completed, 45),
     (cancelled, 10),
     (expired, 5),
-    (appeal_released, 20),
-    (refunded, 15),
+    (appeal_released, 15),
+    (refunded, 13),
+    (reversed_payment, 6),
+    (complained, 6),
 ]
 
 
@@ -190,18 +234,16 @@ def work(url: str, run: str, worker: int, commands: int, seed: int, journal: Pat
                     outcome = engine.run(
                         name, {**fields, "command_id": command_id(run, worker, index)}
                     )
+                except StoreError as fault:  # the store is away (restart): same id again
+                    print(f"worker {worker}: {fault}, sending again", file=sys.stderr)
+                    again = True
+                    time.sleep(0.5)
+                    continue
                 except EscrowError as refusal:
                     if refusal.code == "validation_error" and "command_id" in refusal.message:
                         raise
                     note({"ack": index, "ok": False, "code": refusal.code, "resent": again})
                     break
-                except Exception as fault:  # the store is away (restart): same id again
-                    print(
-                        f"worker {worker}: {type(fault).__name__}, sending again", file=sys.stderr
-                    )
-                    again = True
-                    time.sleep(0.5)
-                    continue
                 note({"ack": index, "ok": True, "replayed": outcome.replayed, "resent": again})
                 break
         engine.close()
@@ -210,10 +252,8 @@ def work(url: str, run: str, worker: int, commands: int, seed: int, journal: Pat
 def _open(url: str) -> Escrow:
     while True:
         try:
-            return Escrow(url, policy=POLICY, agents=AGENTS)
-        except EscrowError:
-            raise
-        except Exception:  # the store is restarting
+            return Escrow(url, policy=POLICY, agents=AGENTS, supervisors=[SUPERVISOR])
+        except StoreError:  # the store is restarting
             time.sleep(0.5)
 
 
@@ -222,21 +262,30 @@ def tick_forever(url: str) -> None:
     while True:
         try:
             engine.tick()
-        except Exception as fault:  # the store is away: the next tick fires what is due
-            print(f"tick: {type(fault).__name__}", file=sys.stderr)
+        except StoreError as fault:  # the store is away: the next tick fires what is due
+            print(f"tick: {fault}", file=sys.stderr)
         time.sleep(0.5)
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def _spawn(*args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    err = log.open("ab") if log is not None else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err)
 
 
 def _runner(url: str) -> subprocess.Popen[bytes]:
     escrow = Path(sys.executable).with_name("escrow")
     return subprocess.Popen(
         [str(escrow), "--store", url, "projections", "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _relay(url: str, nats_url: str, stream: str) -> subprocess.Popen[bytes]:
+    escrow = Path(sys.executable).with_name("escrow")
+    command = [str(escrow), "--store", url, "relay", "--nats", nats_url, "--stream", stream]
+    return subprocess.Popen(
+        [*command, "--prefix", stream.lower(), "--poll", "0.2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -261,7 +310,7 @@ def prove(url: str, run: str, workers: int, journals: Path) -> dict[str, Any]:
         for line in journal_lines(journals / f"w{w}.jsonl")
         if "ack" in line
     }
-    engine = Escrow(url, policy=POLICY, agents=AGENTS)
+    engine = Escrow(url, policy=POLICY, agents=AGENTS, supervisors=[SUPERVISOR])
     try:
         unit = engine.runner.unit(engine.clock.now())
         lost = duplicated = 0
@@ -298,6 +347,37 @@ def prove(url: str, run: str, workers: int, journals: Path) -> dict[str, Any]:
         "verify": verdict,
         "read_model_mismatches": mismatches,
     }
+
+
+def relay_proof(url: str, nats_url: str, stream: str) -> dict[str, int]:
+    """Once the relay caught up: every event of the log in the stream once, in log order."""
+    deadline = time.monotonic() + 120
+    while status_of(url, stream).lag and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with History.open(url) as history:
+        expected = [e["position"] for e in EventFeed(history).page(0, 10_000_000)]
+    got = asyncio.run(_stream_positions(nats_url, stream))
+    return {
+        "events": len(got),
+        "missing": len(set(expected) - set(got)),
+        "duplicated": len(got) - len(set(got)),
+        "out_of_order": int(got != sorted(got)),
+    }
+
+
+async def _stream_positions(nats_url: str, stream: str) -> list[int]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(stream)).state.last_seq
+        positions = []
+        for seq in range(1, last + 1):
+            msg = await js.get_msg(stream, seq=seq)
+            positions.append(int(json.loads(msg.data)["position"]))
+        await js.delete_stream(stream)
+        return positions
+    finally:
+        await nc.close()
 
 
 def _command_events(engine: Escrow) -> list[tuple[str, str, int]]:
@@ -362,12 +442,15 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 "--commands", str(per_worker),
                 "--seed", str(args.seed),
                 "--journal", str(journals / f"w{w}.jsonl"),
+                log=journals / f"w{w}.log",
             )  # fmt: skip
 
         workers = {w: worker(w) for w in range(args.workers)}
         born = dict.fromkeys(workers, time.monotonic())
         ticker = _spawn(__file__, "--tick", "--url", schema.url)
         runner = _runner(schema.url)
+        stream = f"SOAK_{uuid.uuid4().hex[:8].upper()}"
+        relay = _relay(schema.url, args.nats, stream) if args.nats else None
         kills = store_restarts = 0
         restart_at = started + args.seconds / 3 if args.store_restart else None
         deadline = started + args.seconds
@@ -378,10 +461,16 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 restart_at = None
             if all(p.poll() is not None for p in workers.values()):
                 break
-            if rng.random() < 0.2:
+            if rng.random() < 0.1:
                 runner.send_signal(signal.SIGKILL)
                 runner.wait()
                 runner = _runner(schema.url)
+                kills += 1
+                continue
+            if relay is not None and rng.random() < 0.15:
+                relay.send_signal(signal.SIGKILL)
+                relay.wait()
+                relay = _relay(schema.url, args.nats, stream)
                 kills += 1
                 continue
             # A worker busy with its plan (one still opening its engine is not yet sending).
@@ -396,12 +485,20 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 kills += 1
         for w, p in workers.items():  # no more kills: every plan runs to its end
             if p.wait(timeout=args.seconds * 10) != 0:
-                raise SystemExit(f"worker {w} failed (exit {p.returncode})")
+                said = (journals / f"w{w}.log").read_text().strip().splitlines()[-1:]
+                raise SystemExit(f"worker {w} failed (exit {p.returncode}): {' '.join(said)}")
         survived = {"tick": ticker.poll() is None, "projections run": runner.poll() is None}
-        for process in (ticker, runner):
+        ticker.send_signal(signal.SIGTERM)  # the log stops growing: the relay can catch up
+        ticker.wait()
+        if relay is not None:
+            survived["relay"] = relay.poll() is None
+            relayed = relay_proof(schema.url, args.nats, stream)
+        for process in (runner, *([relay] if relay is not None else [])):
             process.send_signal(signal.SIGTERM)
             process.wait()
         proof = prove(schema.url, run, args.workers, journals)
+        if relay is not None:
+            proof["relay"] = relayed
         died = [name for name, alive in survived.items() if not alive]
         if died:  # they must ride out the store restart and the kills of their neighbours
             proof["verify"] = f"{', '.join(died)} died during the run; {proof['verify']}"
@@ -430,6 +527,13 @@ def main() -> None:
     parser.add_argument("--postgres", default=PG, metavar="URL", help="a fresh schema is made")
     parser.add_argument("--no-store-restart", dest="store_restart", action="store_false")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--nats",
+        default="nats://127.0.0.1:4222",
+        metavar="URL",
+        help="JetStream server the relay publishes to (a stream of its own, deleted after); "
+        "'' for no relay",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     # The processes the run starts:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)

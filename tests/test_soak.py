@@ -21,3 +21,6 @@ def test_a_short_soak_loses_nothing_and_duplicates_nothing(pg_schema_url: str) -
     assert result["read_model_mismatches"] == 0
     assert result["kills"] >= 3
     assert result["store_restarts"] == 1
+    relayed = result["relay"]  # the relay, killed too, put every event in its stream once
+    assert relayed["events"] > 1000
+    assert relayed["missing"] == relayed["duplicated"] == relayed["out_of_order"] == 0
