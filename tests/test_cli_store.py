@@ -32,6 +32,7 @@ STORE_COMMANDS = [
     ("serve",),
     ("relay",),
     ("relay", "status"),
+    ("tick",),
 ]
 
 

@@ -83,3 +83,7 @@ main.add_command(serve)
 from escrow.commands.cli.relay import relay  # noqa: E402
 
 main.add_command(relay)
+
+from escrow.commands.cli.tick import tick  # noqa: E402
+
+main.add_command(tick)
