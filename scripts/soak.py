@@ -452,7 +452,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         stream = f"SOAK_{uuid.uuid4().hex[:8].upper()}"
         relay = _relay(schema.url, args.nats, stream) if args.nats else None
         kills = store_restarts = 0
-        restart_at = started + args.seconds / 3 if args.store_restart else None
+        # Early enough that the workers are still busy, whatever --commands is.
+        restart_at = started + min(args.seconds / 3, 10.0) if args.store_restart else None
         deadline = started + args.seconds
         for _ in _every(rng, deadline):
             if restart_at is not None and time.monotonic() >= restart_at:
