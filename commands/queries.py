@@ -5,9 +5,10 @@ stale tables."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -30,7 +31,14 @@ from escrow.projections.orders import OrderRow
 from escrow.projections.traders import TraderStats
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
-from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
+from escrow.views import (
+    AppealView,
+    ComplaintView,
+    LedgerView,
+    OrderView,
+    Outcome,
+    TraderView,
+)
 
 MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
 
@@ -71,6 +79,19 @@ def _age(value: timedelta | str | None) -> timedelta | None:
 DECISIONS = {"decide_upheld": "decide_complaint", "decide_overturned": "decide_complaint"}
 
 
+class Changed(NamedTuple):
+    order: OrderView | None = None
+    appeal: AppealView | None = None
+    complaint: ComplaintView | None = None
+
+
+VIEWS: dict[str, tuple[type[EscrowAggregate], Callable[[Any], Any]]] = {
+    "order": (Order, OrderView.of),
+    "appeal": (Appeal, AppealView.of),
+    "complaint": (Complaint, ComplaintView.of),
+}
+
+
 class Queries:
     def __init__(self, wiring: Wiring, runner: CommandRunner, clock: Clock) -> None:
         self.wiring = wiring
@@ -83,6 +104,7 @@ class Queries:
         self.read_models = wiring.read_models
         self.policy = runner.policy
         self.agents = runner.agents
+        self.recent = runner.recent
 
     def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
         _text(ref, cls.KIND, optional=False)
@@ -92,6 +114,22 @@ class Queries:
             )
         except AggregateNotFoundError:
             raise NotFound(f"no {cls.KIND} {ref!r}") from None
+
+    @guarded
+    def changed(self, outcome: Outcome) -> Changed:
+        """The order, appeal and complaint a command changed, as that command left them (for a
+        replayed outcome: as the first time): built from the aggregates the engine kept when
+        they are at those versions, else read from the store at those versions."""
+        last = {(r.stream, r.ref): r.version for r in outcome.recorded}
+        found: dict[str, Any] = {}
+        for (kind, ref), version in last.items():
+            if kind not in VIEWS or kind in found:
+                continue
+            cls, make = VIEWS[kind]
+            key = stream_id(cls.KIND, ref)
+            view = self.recent.view(key, version, make)
+            found[kind] = view if view is not None else make(self._load(cls, ref, version))
+        return Changed(**found)
 
     @guarded
     def order(self, ref: str) -> OrderView:

@@ -15,9 +15,13 @@ refused or clashes leaves it out and the next command reads the store.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 from uuid import UUID
 
 from escrow.recording import EscrowAggregate
+
+V = TypeVar("V")
 
 STREAMS = 10_000  # default bound: a few MB, far more than the orders in flight at once
 
@@ -34,6 +38,17 @@ class RecentStreams:
     def take(self, key: UUID) -> EscrowAggregate | None:
         with self._lock:
             return self._kept.pop(key, None)
+
+    def view(self, key: UUID, version: int, make: Callable[[EscrowAggregate], V]) -> V | None:
+        """`make` of the kept aggregate if it is at exactly `version` (None otherwise), lent
+        for the time it takes so that no command changes it meanwhile."""
+        aggregate = self.take(key)
+        if aggregate is None:
+            return None
+        try:
+            return make(aggregate) if aggregate.version == version else None
+        finally:
+            self.keep(aggregate)
 
     def keep(self, aggregate: EscrowAggregate) -> None:
         """Put a saved aggregate back, unless a later version of it is kept already (a racing

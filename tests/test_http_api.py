@@ -142,6 +142,17 @@ def test_idempotent_replay_and_a_reused_key(http: httpx.Client) -> None:
     assert event_head(http, order) == 1
 
 
+def test_a_replay_answers_what_the_first_time_did(http: httpx.Client) -> None:
+    """The views in a replayed answer are the order as that command left it, not as it is."""
+    order, key = new_id("o"), new_id("key")
+    ok(post(http, "platform", "create_order", order_body(order)), 201)
+    first = ok(post(http, "bob", "mark_paid", {"order": order}, **{"Idempotency-Key": key}))
+    ok(post(http, "alice", "release", {"order": order}))
+    again = ok(post(http, "bob", "mark_paid", {"order": order}, **{"Idempotency-Key": key}))
+    assert again["replayed"] is True
+    assert again["order"] == first["order"] and again["order"]["state"] == "paid"
+
+
 def test_a_trader_sees_only_its_own(http: httpx.Client) -> None:
     order, appeal = paid_order(http), new_id("a")
     appealed(http, order, appeal)

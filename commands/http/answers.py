@@ -18,8 +18,8 @@ class Answer(BaseModel):
 
 
 class CommandAnswer(Outcome):
-    """The command's outcome (the events it recorded) and the views of what it changed, as they
-    are now (for a replayed answer too)."""
+    """The command's outcome (the events it recorded) and the views of what it changed, as that
+    command left them (a replayed answer: as the first time)."""
 
     order: OrderView | None = None
     appeal: AppealView | None = None

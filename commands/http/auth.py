@@ -26,13 +26,21 @@ def engine_of(request: Request) -> Engine:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
-def caller(request: Request, credentials: Credentials) -> Principal:
+# The dependencies are coroutines although they never wait: FastAPI runs a plain function
+# dependency in its thread pool, a hop per dependency per request for a dictionary lookup.
+
+
+async def caller(request: Request, credentials: Credentials) -> Principal:
     principal = None
     if credentials is not None:
         principal = engine_of(request).keys.find(credentials.credentials)
     if principal is None:
         raise Unauthenticated
     return principal
+
+
+async def running(request: Request) -> Engine:
+    return engine_of(request)
 
 
 def staff_or_platform(who: Principal) -> None:

@@ -39,17 +39,16 @@ router = APIRouter(tags=["commands"], dependencies=[Depends(known_only)])
 
 
 def _answer(escrow: Escrow, outcome: Outcome, who: Principal) -> CommandAnswer:
-    """The outcome and the views of what it changed (a trader's own record only)."""
-    refs = {
-        kind: dict.fromkeys(r.ref for r in outcome.recorded if r.stream == kind)
-        for kind in ("order", "appeal", "complaint", "trader")
-    }
+    """The outcome and the views of what it changed, as it left them (so a replay answers
+    what the first time did), and the traders it sanctioned (a trader's own record only)."""
+    traders = dict.fromkeys(r.ref for r in outcome.recorded if r.stream == "trader")
+    changed = escrow.changed(outcome)
     return CommandAnswer(
         **dict(outcome),
-        order=next((escrow.order(ref) for ref in refs["order"]), None),
-        appeal=next((escrow.appeal(ref) for ref in refs["appeal"]), None),
-        complaint=next((escrow.complaint(ref) for ref in refs["complaint"]), None),
-        traders=[escrow.trader(name) for name in refs["trader"] if who.sees_parties(name)],
+        order=changed.order,
+        appeal=changed.appeal,
+        complaint=changed.complaint,
+        traders=[escrow.trader(name) for name in traders if who.sees_parties(name)],
     )
 
 

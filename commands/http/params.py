@@ -10,7 +10,7 @@ from fastapi import Request
 from escrow.commands.http.problems import BadParameter
 
 
-def known_only(request: Request) -> None:
+async def known_only(request: Request) -> None:  # a coroutine: see auth.caller
     route: Any = request.scope.get("route")
     known = {p.alias for p in route.dependant.query_params}
     for name in request.query_params:

@@ -29,7 +29,7 @@ from escrow.commands.http.answers import (
     Timeline,
     TraderRecord,
 )
-from escrow.commands.http.auth import caller, engine_of, staff_or_platform
+from escrow.commands.http.auth import caller, running, staff_or_platform
 from escrow.commands.http.engine import Engine
 from escrow.commands.http.keys import Principal
 from escrow.commands.http.params import known_only
@@ -39,7 +39,7 @@ from escrow.views import AppealView, ComplaintView, OrderView
 from escrow.vocabulary import OrderState
 
 Caller = Annotated[Principal, Depends(caller)]
-Running = Annotated[Engine, Depends(engine_of)]
+Running = Annotated[Engine, Depends(running)]
 State = Annotated[OrderState | None, Query(description="Only orders in this state.")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
