@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
+from escrow.money import PlainDecimal
 from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.trader import Trader
@@ -315,9 +316,9 @@ class TraderStats(BaseModel):
     cancelled: int
     completed_30d: int
     cancelled_30d: int
-    completion_rate_30d: Decimal | None  # 4 decimal places, none without closed orders
-    avg_pay_seconds: Decimal | None
-    avg_release_seconds: Decimal | None
+    completion_rate_30d: PlainDecimal | None  # 4 decimal places, none without closed orders
+    avg_pay_seconds: PlainDecimal | None
+    avg_release_seconds: PlainDecimal | None
     appeals_opened: int
     appeals_won: int
     appeals_lost: int

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from commands.audit.history import (
     event_name,
     load_seal,
     parse_moment,
+    plain,
     seal,
     snapshot,
     stamp,
@@ -48,6 +50,7 @@ from commands.audit.verify import default_jobs, verify_store
 from commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
+from escrow.money import plain_amount
 from escrow.recording import stream_id
 
 KIND = click.Choice(["order", "appeal", "trader", "complaint"])
@@ -98,7 +101,9 @@ def _value(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(plain(value), ensure_ascii=False)
+    if isinstance(value, Decimal):
+        return plain_amount(value)
     return str(value)
 
 
@@ -268,7 +273,7 @@ def _row(e: Entry) -> list[str]:
         escape(e.actor or ""),
         e.rule or "",
         e.state or "",
-        escape(" ".join(f"{k}={v}" for k, v in e.amounts.items())),
+        escape(" ".join(f"{k}={plain_amount(v)}" for k, v in e.amounts.items())),
     ]
 
 
