@@ -26,7 +26,7 @@ from escrow.views import Outcome
 class Escrow(Queries):
     def __init__(
         self,
-        store: str = "memory:",
+        store: str,
         *,
         policy: Policy | None = None,
         clock: Clock | None = None,
@@ -36,7 +36,9 @@ class Escrow(Queries):
         recent_streams: int = STREAMS,
         create: bool = True,
     ) -> None:
-        """`read_models`: "inline" or "deferred" (default: by backend, see
+        """`store`: a store URL (README, Store URLs), required: a silent in-memory default
+        would lose everything at the next restart of a program that forgot it; tests and
+        scenarios say `memory:` explicitly. `read_models`: "inline" or "deferred" (default: by backend, see
         commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
         last the engine keeps in memory, to decide the next command on them without reading
         them back (commands.recent; 0 keeps none). `create` False: the store must already

@@ -5,6 +5,8 @@ stale tables."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from commands.bootstrap import Wiring, guarded
 from commands.execution import CommandRunner
+from commands.models import CODE_PATTERN, REF_PATTERN
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
@@ -24,6 +27,7 @@ from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
+from escrow.vocabulary import OrderState, Reason
 from projections import appeal_queue as queue_model
 from projections import orders as orders_model
 from projections import traders as traders_model
@@ -35,11 +39,44 @@ from projections.traders import TraderStats
 MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
 
 
-def _text(value: Any, field: str, optional: bool = True) -> Any:
-    """A string argument (an id, a filter), or a validation error naming it: anything else
-    would reach the database driver and fail there, as a store error it is not."""
-    if (value is not None or not optional) and not isinstance(value, str):
+FORMS = {
+    REF_PATTERN: "an id or name: 1-64 letters, digits or ._:@-",
+    CODE_PATTERN: "an asset code: 2-10 upper-case letters or digits",
+}
+
+
+def _text(value: Any, field: str, optional: bool = True, pattern: str = REF_PATTERN) -> Any:
+    """An id, a name or a code as the commands accept them, or a validation error naming the
+    argument: a string of another type would reach the database driver and fail there (as a
+    store error it is not), and one no command accepts (`usdt`, `" "`) can only match nothing,
+    which would read as an honest empty answer."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
         raise ValidationError(f"{field} is a string, not {type(value).__name__}")
+    if re.match(pattern, value) is None:
+        raise ValidationError(f"{field}: {value!r} is not {FORMS[pattern]}")
+    return value
+
+
+def _choice(value: Any, field: str, choices: Iterable[str]) -> Any:
+    """A filter with a fixed vocabulary (an order state, an appeal reason, what an appeal
+    waits on): anything else is a validation error listing the values, not an empty answer."""
+    if value is None:
+        return None
+    known = sorted(choices)
+    if not isinstance(value, str) or value not in known:
+        raise ValidationError(f"{field} is one of {', '.join(known)}, not {value!r}")
+    return value
+
+
+def _after(value: Any) -> Any:
+    if value is None:
+        return None
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], datetime)):
+        raise ValidationError("after is the (created_at, order) of the last row of a page")
+    bounded(value[0], "after")
+    _text(value[1], "after", optional=False)
     return value
 
 
@@ -107,6 +144,7 @@ class Queries:
 
     @guarded
     def trader(self, name: str, at: datetime | None = None) -> TraderView:
+        _text(name, "trader", optional=False)
         at = _moment(at)
         try:
             found: Trader | None = self._load(Trader, name)
@@ -117,7 +155,7 @@ class Queries:
     @guarded
     def ledger(self, asset: str) -> LedgerView:
         """Escrow and clawback totals of one asset (zero for an asset never traded)."""
-        _text(asset, "asset", optional=False)
+        _text(asset, "asset", optional=False, pattern=CODE_PATTERN)
         self.projector.catch_up()
         found = ledgers(self.read, asset)
         zero = Decimal(0)
@@ -161,7 +199,7 @@ class Queries:
             situation = Situation(o, now, a, outcome=None, deadline=window)
             return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
         if order is None:
-            raise ValidationError("name an order or an appeal")
+            raise ValidationError("name an order, an appeal or a complaint")
         o = self._load(Order, order)
         roles = o.roles_of(who)
         commands = {"mark_paid", "cancel_order", "release", "open_appeal"}
@@ -188,8 +226,10 @@ class Queries:
     ) -> list[OrderRow]:
         """Orders newest first; `trader` matches either party; `after`: the (`created_at`,
         `order`) of the last row of the page before."""
-        for name, value in (("state", state), ("trader", trader), ("asset", asset)):
-            _text(value, name)
+        _choice(state, "state", OrderState)
+        _text(trader, "trader")
+        _text(asset, "asset", pattern=CODE_PATTERN)
+        _after(after)
         _limit(limit)
         self.projector.catch_up()
         return orders_model.query(
@@ -211,9 +251,10 @@ class Queries:
     ) -> list[QueueItem]:
         """Open appeals oldest first; `older_than` (e.g. "2h") is measured back from `at`."""
         older_than = _age(older_than)
-        for name, value in (("reason", reason), ("agent", agent), ("trader", trader)):
-            _text(value, name)
-        _text(waits_on, "waits_on")
+        _choice(reason, "reason", Reason)
+        _text(agent, "agent")
+        _text(trader, "trader")
+        _choice(waits_on, "waits_on", queue_model.WAITS_ON)
         _limit(limit)
         at = _moment(at)
         self.projector.catch_up()
@@ -274,7 +315,7 @@ class Queries:
     ) -> list[LedgerLine]:
         """Escrow movements newest first, for an order or an asset."""
         _text(order, "order")
-        _text(asset, "asset")
+        _text(asset, "asset", pattern=CODE_PATTERN)
         _limit(limit)
         self.projector.catch_up()
         return ledger_lines(self.read, order=order, asset=asset, limit=limit)
