@@ -13,16 +13,16 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
+from commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER, accepted
 from commands.bootstrap import Wiring, guarded
 from commands.execution import CommandRunner
-from commands.models import CODE_PATTERN, REF_PATTERN
+from commands.models import CODE_PATTERN, REF_PATTERN, Command, OpenAppeal
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
 from escrow.complaint import Complaint
 from escrow.durations import MAX_DURATION, bounded_duration
 from escrow.errors import NotFound, ValidationError
-from escrow.machines import APPEAL, COMPLAINT, ORDER, Situation
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
@@ -105,9 +105,6 @@ def _age(value: timedelta | str | None) -> timedelta | None:
     return value
 
 
-DECISIONS = {"decide_upheld": "decide_complaint", "decide_overturned": "decide_complaint"}
-
-
 class Queries:
     def __init__(self, wiring: Wiring, runner: CommandRunner, clock: Clock) -> None:
         self.wiring = wiring
@@ -174,41 +171,42 @@ class Queries:
         appeal: str | None = None,
         complaint: str | None = None,
     ) -> list[str]:
-        """What `actor` may do now on this order, appeal or complaint: the commands the
-        rulebook would accept from its current state (amount limits are checked when the
-        command comes)."""
+        """The names of the commands `actor` may issue now on this order, appeal or complaint,
+        in the order of the command table.
+
+        The contract: `name` is listed if and only if `execute` would accept, at this moment,
+        some command of that name from `actor` on this target, with representative fields
+        (commands.allowed): each reason of `open_appeal` (`appeal_reasons` says which), each
+        outcome of `resolve_appeal`, each decision of `decide_complaint`, a new id for the
+        appeal or complaint a command creates, and the smallest amount for a command that
+        takes one (every amount rule is an upper bound: a command listed may still be refused
+        for its amount). On an order: mark_paid, cancel_order, release, open_appeal; on an
+        appeal: the appeal commands and file_complaint; on a complaint: the complaint
+        commands. Decided by the handlers `execute` runs, on copies, saving nothing; a
+        command recorded meanwhile (another process) may change the answer."""
         _text(actor, "actor", optional=False)
-        unit = self.runner.unit(self.clock.now())
-        who = unit.actor(actor)
-        now = self.clock.now()
         if complaint is not None:
-            c = self._load(Complaint, complaint)
-            situation = Situation(None, now, complaint=c)
-            found = [
-                t
-                for t in COMPLAINT.triggers(c.roles_of(who))
-                if t != "mark_overdue" and COMPLAINT.allows(t, c.state, situation)
-            ]
-            # The two decisions are one command, `decide_complaint`, with its `decision`.
-            return list(dict.fromkeys(DECISIONS.get(t, t) for t in found))
-        if appeal is not None:
-            a = self._load(Appeal, appeal)
-            o = self._load(Order, a.order)
-            roles = a.roles_of(who)
-            window = None if a.closed_at is None else a.closed_at + self.policy.complaint_window
-            situation = Situation(o, now, a, outcome=None, deadline=window)
-            return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
-        if order is None:
+            found = self._accepted(actor, ON_COMPLAINT, complaint=_text(complaint, "complaint"))
+        elif appeal is not None:
+            found = self._accepted(actor, ON_APPEAL, appeal=_text(appeal, "appeal"))
+        elif order is not None:
+            found = self._accepted(actor, ON_ORDER, order=_text(order, "order"))
+        else:
             raise ValidationError("name an order, an appeal or a complaint")
-        o = self._load(Order, order)
-        roles = o.roles_of(who)
-        commands = {"mark_paid", "cancel_order", "release", "open_appeal"}
-        situation = Situation(o, now, issue="")
-        return [
-            t
-            for t in ORDER.triggers(roles)
-            if t in commands and ORDER.allows(t, o.state, situation)
-        ]
+        return list(found)
+
+    @guarded
+    def appeal_reasons(self, actor: str, order: str) -> list[str]:
+        """The reasons `actor` may open an appeal for on `order` now (A3, A6, A7, C6): a
+        reason listed is one `open_appeal` accepts; empty when `allowed` leaves it out."""
+        _text(actor, "actor", optional=False)
+        found = self._accepted(actor, ("open_appeal",), order=_text(order, "order"))
+        return [c.reason for c in found.get("open_appeal", []) if isinstance(c, OpenAppeal)]
+
+    def _accepted(
+        self, actor: str, names: tuple[str, ...], **target: str
+    ) -> dict[str, list[Command]]:
+        return accepted(self.runner, self.runner.moment(self.clock.now()), actor, names, target)
 
     # --- read models ----------------------------------------------------------------------
     # Answered from the read-model tables (docs/projections.md), after pulling any event
