@@ -33,14 +33,10 @@ class CommandRunner:
         wiring: Wiring,
         recent: RecentStreams,
         policy: Policy,
-        agents: frozenset[str],
-        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.wiring = wiring
         self.recent = recent
         self.policy = policy
-        self.supervisors = supervisors
-        self.agents = agents | supervisors  # a supervisor is an agent who also handles complaints
         self.latest = datetime.min.replace(tzinfo=UTC)  # the latest time it recorded at
         self._time = threading.Lock()
 
@@ -59,10 +55,8 @@ class CommandRunner:
             self.recent if recent is None else recent,
             now,
             self.policy,
-            self.agents,
             system=system,
             attempt=attempt,
-            supervisors=self.supervisors,
         )
 
     def run(self, command: Command, now: datetime) -> Outcome:

@@ -330,6 +330,20 @@ class AddComplaintEvidence(ComplaintCommand):
     refs: Refs = []
 
 
+class AppointAgent(Command):
+    """Appoint a person to customer service (or change between agent and supervisor). Issued
+    by the platform, like create_order: the exchange's staff directory decides, not an agent."""
+
+    name = "appoint_agent"
+    agent: Ref
+    supervisor: StrictBool = False
+
+
+class DismissAgent(Command):
+    name = "dismiss_agent"
+    agent: Ref
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.name: cls
     for cls in (
@@ -362,6 +376,8 @@ COMMANDS: dict[str, type[Command]] = {
         DecideComplaint,
         WithdrawComplaint,
         AddComplaintEvidence,
+        AppointAgent,
+        DismissAgent,
     )
 }
 

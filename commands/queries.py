@@ -116,7 +116,6 @@ class Queries:
         self.projector = wiring.projector
         self.read_models = wiring.read_models
         self.policy = runner.policy
-        self.agents = runner.agents
 
     def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
         _text(ref, cls.KIND, optional=False)
@@ -148,6 +147,24 @@ class Queries:
         except NotFound:
             found = None
         return TraderView.of(name, found, at or self.clock.now())
+
+    @guarded
+    def staff(self) -> dict[str, str]:
+        """Everyone appointed to customer service now: name -> "agent" or "supervisor".
+
+        Read from the appointment events of the log (`appoint_agent`, `dismiss_agent`), pages
+        of the notification log filtered by topic: for tools, consoles and the simulator, not
+        for a command's path (a command reads the one trader stream it needs)."""
+        topics = (Trader.Appointed.TOPIC, Trader.Dismissed.TOPIC)
+        recorder, page, start = self.app.recorder, 1000, 1
+        last: dict[Any, str] = {}  # each person's latest appointment event
+        while found := recorder.select_notifications(start, page, topics=topics):
+            for n in found:
+                last[n.originator_id] = n.topic
+            start = found[-1].id + 1
+        get = self.app.repository.get
+        people = [get(key, projector_func=project) for key, t in last.items() if t == topics[0]]
+        return {p.ref: p.role for p in sorted(people, key=lambda p: p.ref) if p.role is not None}
 
     @guarded
     def ledger(self, asset: str) -> LedgerView:

@@ -192,6 +192,7 @@ class TraderView(View):
     trader: str
     can_trade: bool
     sanctions: list[SanctionView]
+    staff: str | None = None  # "agent" or "supervisor" when appointed to customer service
 
     @property
     def kinds(self) -> set[str]:
@@ -202,6 +203,7 @@ class TraderView(View):
         active = [] if t is None else t.active(at)
         return cls(
             trader=name,
+            staff=None if t is None else t.role,
             can_trade=not active,
             sanctions=[
                 SanctionView(

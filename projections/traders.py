@@ -159,6 +159,7 @@ class _Batch:
     def load(self, cur: Cursor, items: Sequence[Item]) -> None:
         """The orders the events continue, then every trader the batch will count for."""
         created, opened, registered = Order.Created, Appeal.Opened, Trader.Registered
+        appointed = Trader.Appointed
         new = {s for s, e in items if type(e) is created}
         self.orders.load(cur, [s for s, e in items if s not in new and isinstance(e, Order.Moved)])
         names: set[str] = set()
@@ -171,6 +172,8 @@ class _Batch:
                 names.add(e.opener)
             elif kind is registered:
                 names.add(e.ref)
+            elif kind is appointed:
+                names.add(e.name)
             elif stream not in new and (row := self.orders.get(stream)) is not None:
                 names.add(row["seller"])
                 names.add(row["buyer"])
@@ -246,6 +249,14 @@ def _registered(b: _Batch, stream: str, e: Any) -> None:
     b.trader(e.ref)
 
 
+def _appointed(b: _Batch, stream: str, e: Any) -> None:
+    """Staff are no traders: the row the appointment's Registered made goes, unless the
+    person traded (or was sanctioned) before, whose figures stay."""
+    row = b.traders.get(e.name)
+    if row is not None and not any(row[c] for c in COUNTERS):
+        b.traders.delete(e.name)
+
+
 def _sanctioned(b: _Batch, stream: str, e: Any) -> None:
     b.sanctions.insert(
         (stream, e.sanction),
@@ -294,6 +305,7 @@ HANDLERS: Handlers[Callable[[_Batch, str, Any], None]] = Handlers(
         Order.Moved: _order_moved,
         Appeal.Opened: _appeal_opened,
         Trader.Registered: _registered,
+        Trader.Appointed: _appointed,
         Trader.Sanctioned: _sanctioned,
         Trader.SanctionEnded: _sanction_ended,
         Appeal.ReversalConfirmed: _reversal,

@@ -27,7 +27,7 @@ from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from escrow.vocabulary import Reason
 from tests.conftest import AGENTS, START, SUPERVISORS
-from tests.helpers import event_count, order_fields
+from tests.helpers import event_count, order_fields, staffed
 from tests.strategies import STRANGERS, Step, World, draw_step
 from tests.test_properties import fresh_store, require_postgres
 
@@ -64,9 +64,7 @@ class Copies:
 
     def engine(self) -> Escrow:
         if self._engine is None:
-            self._engine = Escrow(
-                "memory:", clock=ManualClock(self.now), agents=AGENTS, supervisors=SUPERVISORS
-            )
+            self._engine = Escrow("memory:", clock=ManualClock(self.now))  # staff: in its events
             self._engine.app.recorder.insert_events(self.events)
         return self._engine
 
@@ -166,7 +164,7 @@ def play(url: str, data: st.DataObject, most: int) -> None:
     clock = ManualClock(START)
     world = World()
     r = Random(data.draw(st.integers(0, 2**32 - 1), label="targets"))
-    with Escrow(url, clock=clock, agents=AGENTS, supervisors=SUPERVISORS) as engine:
+    with staffed(Escrow(url, clock=clock), AGENTS, SUPERVISORS) as engine:
         for _ in range(data.draw(st.integers(10, most), label="steps")):
             step = draw_step(data, world)
             note(str(step))

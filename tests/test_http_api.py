@@ -112,6 +112,19 @@ def test_amounts_are_plain_decimal_text(http: httpx.Client) -> None:
     )
 
 
+def test_only_the_platform_appoints_agents(http: httpx.Client) -> None:
+    name = new_id("agent")
+    refused(post(http, "carol", "appoint_agent", {"agent": name}), 403, "not_authorized")
+    ok(post(http, "platform", "appoint_agent", {"agent": name, "supervisor": True}), 200)
+    refused(
+        post(http, "platform", "appoint_agent", {"agent": name, "supervisor": True}),
+        409,
+        "invalid_state",
+    )
+    refused(post(http, "bob", "dismiss_agent", {"agent": name}), 403, "not_authorized")
+    ok(post(http, "platform", "dismiss_agent", {"agent": name}), 200)
+
+
 def test_each_refusal_has_its_status_code_and_rule(http: httpx.Client) -> None:
     order = paid_order(http)
     refused(post(http, "platform", "create_order", order_body(order)), 409, "duplicate_id")

@@ -469,6 +469,15 @@ def _entries(history: History, kind: str, ref: str) -> list[Entry]:
     ]
 
 
+def trader_timeline(history: History, name: str) -> list[Entry]:
+    """Every event of a person's trader stream: sanctions, and appointments to customer
+    service (`Trader.Appointed`, `Trader.Dismissed`)."""
+    out = _entries(history, "trader", name)
+    if not out:
+        raise NotFound(f"no trader {name!r}")
+    return out
+
+
 def timeline(history: History, order: str) -> list[Entry]:
     """Every event of the order, of its appeals (clawbacks included), of the complaints about
     them, and of the sanctions they caused (the parties' trader events naming one of the

@@ -44,6 +44,7 @@ from commands.audit.history import (
     stamp,
     timeline,
     to_json,
+    trader_timeline,
 )
 from commands.audit.report import Report
 from commands.audit.verify import default_jobs, verify_store
@@ -237,26 +238,28 @@ def diff_command(
 
 @audit.command(name="timeline")
 @uses_store()
-@click.argument("kind", type=click.Choice(["order"]))
+@click.argument("kind", type=click.Choice(["order", "trader"]))
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every decoded field).")
 @click.pass_context
 def timeline_command(ctx: click.Context, kind: str, ref: str, as_json: bool) -> None:
-    """Every event of an order, its appeals and the sanctions they caused, in time order.
+    """Every event of an order, its appeals and the sanctions they caused, in time order; or
+    of a trader's stream (sanctions, appointments to customer service).
 
     \b
       escrow audit timeline order P2P-123
       escrow audit timeline order P2P-123 --json
+      escrow audit timeline trader carol
     """
     with _history(ctx) as history:
         try:
-            entries = timeline(history, ref)
+            entries = timeline(history, ref) if kind == "order" else trader_timeline(history, ref)
         except EscrowError as e:
             raise AuditError(e.message) from None
     if as_json:
         click.echo(to_json([item.as_json() for item in entries], indent=2))
         return
-    table = Table(title=f"order {escape(ref)}: timeline", title_justify="left")
+    table = Table(title=f"{kind} {escape(ref)}: timeline", title_justify="left")
     for column in ("time", "stream", "v", "event", "actor", "rule", "state", "amounts"):
         table.add_column(column, no_wrap=column in ("time", "event"))
     for item in entries:

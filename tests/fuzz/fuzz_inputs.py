@@ -26,6 +26,7 @@ with atheris.instrument_imports(include=["commands", "escrow", "projections"]):
     from commands.models import parse_command
     from commands.scenarios.format import ScenarioFileError, parse
     from commands.scenarios.runner import run_scenario
+    from commands.staffing import appoint
     from escrow.clock import bounded
     from escrow.durations import bounded_duration
     from escrow.errors import EscrowError, StoreError, ValidationError
@@ -39,7 +40,8 @@ def engine() -> Escrow:
     """One memory engine for every command input, with an order and an appeal to act on."""
     global _engine
     if _engine is None:
-        _engine = Escrow("memory:", agents={"carol"})
+        _engine = Escrow("memory:")
+        appoint(_engine, {"carol"})
         _engine.run(
             "create_order",
             {
