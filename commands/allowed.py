@@ -26,9 +26,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from commands.execution import CommandRunner
-from commands.handlers import HANDLERS
-from commands.models import (
+from escrow.commands.execution import CommandRunner
+from escrow.commands.handlers import HANDLERS
+from escrow.commands.models import (
     COMMANDS,
     AppealCommand,
     Command,
@@ -37,7 +37,7 @@ from commands.models import (
     OrderCommand,
     ReasonCode,
 )
-from commands.recent import RecentStreams
+from escrow.commands.recent import RecentStreams
 from escrow.application import project
 from escrow.errors import EscrowError, NotFound
 from escrow.recording import EscrowAggregate, stream_id

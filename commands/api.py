@@ -1,7 +1,7 @@
 """The embedding API: `Escrow(store_url, policy=, clock=)` with `execute(command)`,
-the queries and `tick(now)`. A thin front over the wiring (commands.bootstrap), the command
-runner (commands.execution), the deadlines (commands.deadlines) and the queries
-(commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
+the queries and `tick(now)`. A thin front over the wiring (escrow.commands.bootstrap), the command
+runner (escrow.commands.execution), the deadlines (escrow.commands.deadlines) and the queries
+(escrow.commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
 racing commands end as one winner and one clean refusal.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from commands.bootstrap import guarded, wire
-from commands.deadlines import fire_due
-from commands.execution import CommandRunner
-from commands.models import Command, parse_command
-from commands.queries import Queries
-from commands.recent import STREAMS, RecentStreams
+from escrow.commands.bootstrap import guarded, wire
+from escrow.commands.deadlines import fire_due
+from escrow.commands.execution import CommandRunner
+from escrow.commands.models import Command, parse_command
+from escrow.commands.queries import Queries
+from escrow.commands.recent import STREAMS, RecentStreams
 from escrow.clock import Clock, SystemClock, bounded
 from escrow.errors import ValidationError
 from escrow.policy import Policy
@@ -36,9 +36,9 @@ class Escrow(Queries):
         """`store`: a store URL (README, Store URLs), required: a silent in-memory default
         would lose everything at the next restart of a program that forgot it; tests and
         scenarios say `memory:` explicitly. `read_models`: "inline" or "deferred" (default: by
-        backend, see commands.bootstrap.READ_MODELS). `recent_streams`: how many of the
+        backend, see escrow.commands.bootstrap.READ_MODELS). `recent_streams`: how many of the
         aggregates it saved last the engine keeps in memory, to decide the next command on
-        them without reading them back (commands.recent; 0 keeps none). `create` False: the
+        them without reading them back (escrow.commands.recent; 0 keeps none). `create` False: the
         store must already exist (a tool that only reads must not leave an empty store behind
         a typo); else StoreNotFound. A store that cannot be used raises a StoreError
         (escrow.errors). Who is an agent or supervisor is no argument: it is recorded in the

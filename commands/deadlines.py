@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.execution import CommandRunner
-from commands.system import (
+from escrow.commands.execution import CommandRunner
+from escrow.commands.system import (
     CloseFreezeWindow,
     ExpirePaymentProof,
     ExpirePaymentWindow,
@@ -25,7 +25,7 @@ from escrow.order import Order
 from escrow.recording import EscrowAggregate
 from escrow.trader import Trader
 from escrow.views import Outcome
-from projections.deadlines import (
+from escrow.projections.deadlines import (
     COMPLAINT_RESPONSE,
     FREEZE_WINDOW,
     PAYMENT_PROOF,

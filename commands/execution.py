@@ -12,13 +12,13 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from commands.bootstrap import DEFERRED, Wiring
-from commands.handlers import HANDLERS
-from commands.models import Command
-from commands.receipts import Receipt, fingerprint
-from commands.recent import RecentStreams
-from commands.system import SystemCommand
-from commands.unit import Unit
+from escrow.commands.bootstrap import DEFERRED, Wiring
+from escrow.commands.handlers import HANDLERS
+from escrow.commands.models import Command
+from escrow.commands.receipts import Receipt, fingerprint
+from escrow.commands.recent import RecentStreams
+from escrow.commands.system import SystemCommand
+from escrow.commands.unit import Unit
 from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
@@ -49,7 +49,7 @@ class CommandRunner:
         recent: RecentStreams | None = None,
     ) -> Unit:
         """One attempt's unit; `recent` lends it other aggregates than the engine's kept
-        streams (commands.allowed's throwaway copies)."""
+        streams (escrow.commands.allowed's throwaway copies)."""
         return Unit(
             self.wiring.app,
             self.recent if recent is None else recent,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands.models import (
+from escrow.commands.models import (
     AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
@@ -43,14 +43,14 @@ from commands.models import (
     WaiveClawback,
     WithdrawComplaint,
 )
-from commands.system import (
+from escrow.commands.system import (
     CloseFreezeWindow,
     ExpirePaymentProof,
     ExpirePaymentWindow,
     ExpireSanctions,
     MarkComplaintOverdue,
 )
-from commands.unit import Unit
+from escrow.commands.unit import Unit
 from escrow.actors import Actor
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint

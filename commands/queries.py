@@ -13,10 +13,10 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER, accepted
-from commands.bootstrap import Wiring, guarded
-from commands.execution import CommandRunner
-from commands.models import CODE_PATTERN, REF_PATTERN, Command, OpenAppeal
+from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER, accepted
+from escrow.commands.bootstrap import Wiring, guarded
+from escrow.commands.execution import CommandRunner
+from escrow.commands.models import CODE_PATTERN, REF_PATTERN, Command, OpenAppeal
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
@@ -28,13 +28,13 @@ from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
 from escrow.vocabulary import OrderState, Reason
-from projections import appeal_queue as queue_model
-from projections import orders as orders_model
-from projections import traders as traders_model
-from projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
-from projections.ledger import LedgerLine, ledger_lines, ledgers
-from projections.orders import OrderRow
-from projections.traders import TraderStats
+from escrow.projections import appeal_queue as queue_model
+from escrow.projections import orders as orders_model
+from escrow.projections import traders as traders_model
+from escrow.projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
+from escrow.projections.ledger import LedgerLine, ledger_lines, ledgers
+from escrow.projections.orders import OrderRow
+from escrow.projections.traders import TraderStats
 
 MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
 
@@ -193,7 +193,7 @@ class Queries:
 
         The contract: `name` is listed if and only if `execute` would accept, at this moment,
         some command of that name from `actor` on this target, with representative fields
-        (commands.allowed): each reason of `open_appeal` (`appeal_reasons` says which), each
+        (escrow.commands.allowed): each reason of `open_appeal` (`appeal_reasons` says which), each
         outcome of `resolve_appeal`, each decision of `decide_complaint`, a new id for the
         appeal or complaint a command creates, and the smallest amount for a command that
         takes one (every amount rule is an upper bound: a command listed may still be refused

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.api import Escrow
-from commands.models import AppointAgent
+from escrow.commands.api import Escrow
+from escrow.commands.models import AppointAgent
 from escrow.application import project
 from escrow.recording import stream_id
 from escrow.trader import Trader

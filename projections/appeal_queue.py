@@ -42,9 +42,9 @@ from escrow.vocabulary import (
     ComplaintState,
     RefundState,
 )
-from projections.base import Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, stamp, unstamp
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 
 COLUMNS = (
     "stream",

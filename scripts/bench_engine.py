@@ -35,9 +35,9 @@ import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from commands.api import Escrow
-from commands.bootstrap import DEFERRED, INLINE
-from commands.models import CreateOrder, MarkPaid, Release
+from escrow.commands.api import Escrow
+from escrow.commands.bootstrap import DEFERRED, INLINE
+from escrow.commands.models import CreateOrder, MarkPaid, Release
 from escrow.clock import ManualClock
 from escrow.store import parse_store_url
 

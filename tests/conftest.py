@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from commands.api import Escrow
-from commands.staffing import appoint
+from escrow.commands.api import Escrow
+from escrow.commands.staffing import appoint
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 

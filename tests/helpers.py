@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
-from commands.staffing import appoint
+from escrow.commands.api import Escrow
+from escrow.commands.staffing import appoint
 from escrow.errors import EscrowError
 
 
 def staffed(engine: Escrow, agents: Iterable[str] = (), supervisors: Iterable[str] = ()) -> Escrow:
-    """The engine, with `agents` and `supervisors` appointed in its store (commands.staffing)."""
+    """The engine, with `agents` and `supervisors` appointed in its store (escrow.commands.staffing)."""
     appoint(engine, agents, supervisors)
     return engine
 

@@ -21,8 +21,8 @@ from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER
-from commands.api import Escrow
+from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from escrow.vocabulary import Reason

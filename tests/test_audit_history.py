@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
-from commands.audit.export import export_records, write_export
-from commands.audit.history import (
+from escrow.commands.api import Escrow
+from escrow.commands.audit.export import export_records, write_export
+from escrow.commands.audit.history import (
     History,
     diff,
     plain,

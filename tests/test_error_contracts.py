@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from commands import EngineClosed, EscrowError, InvalidCommand
-from commands.api import Escrow
-from commands.execution import CommandRunner
-from commands.http.problems import refusal
-from commands.models import CreateOrder, MarkPaid, OpenAppeal, parse_command
+from escrow.commands import EngineClosed, EscrowError, InvalidCommand
+from escrow.commands.api import Escrow
+from escrow.commands.execution import CommandRunner
+from escrow.commands.http.problems import refusal
+from escrow.commands.models import CreateOrder, MarkPaid, OpenAppeal, parse_command
 from escrow.errors import PRECEDENCE, ConcurrencyConflict, ValidationError
 from tests.helpers import event_count, order_fields
 
@@ -63,7 +63,7 @@ def test_a_clash_that_kept_losing_has_its_own_code(
         raise IntegrityError("another writer took the version")
 
     monkeypatch.setattr(CommandRunner, "_save", clash)
-    monkeypatch.setattr("commands.execution.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("escrow.commands.execution.MAX_ATTEMPTS", 3)
     with pytest.raises(ConcurrencyConflict) as caught:
         engine.run("mark_paid", {"order": "o1", "by": "bob"})
     assert caught.value.code == "concurrency_conflict" != "invalid_state"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.views import Outcome
 from tests.helpers import event_count, order_fields, refused

@@ -17,11 +17,11 @@ from typing import Any
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from commands.api import Escrow
-from commands.audit.export import export_records, write_export
-from commands.audit.history import History
-from commands.cli.main import main
-from commands.events import EventFeed
+from escrow.commands.api import Escrow
+from escrow.commands.audit.export import export_records, write_export
+from escrow.commands.audit.history import History
+from escrow.commands.cli.main import main
+from escrow.commands.events import EventFeed
 from escrow.clock import ManualClock
 from escrow.money import plain_amount
 from tests.helpers import order_fields

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from tests.conftest import AGENTS, START

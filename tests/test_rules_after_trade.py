@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from tests.helpers import (
     assert_appeal,

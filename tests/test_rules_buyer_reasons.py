@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 from tests.helpers import (

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 from tests.helpers import event_count, order_fields, paid_order, refused

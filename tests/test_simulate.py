@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from commands.api import Escrow
-from commands.cli.main import main
-from commands.simulation.simulate import (
+from escrow.commands.api import Escrow
+from escrow.commands.cli.main import main
+from escrow.commands.simulation.simulate import (
     AGENTS,
     SimulationError,
     Summary,

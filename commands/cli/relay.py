@@ -9,8 +9,8 @@ import signal
 
 import click
 
-from commands.cli.store import store_of, uses_store
-from commands.relay.relay import Relay, masked, status_of
+from escrow.commands.cli.store import store_of, uses_store
+from escrow.commands.relay.relay import Relay, masked, status_of
 from escrow.errors import EscrowError
 
 

@@ -11,10 +11,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.http.keys import Keys
-from commands.staffing import appoint
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.http.keys import Keys
+from escrow.commands.staffing import appoint
 from escrow.clock import SystemClock
 
 

@@ -22,7 +22,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
-from commands.models import COMMANDS, InvalidCommand, Ref, parse_command
+from escrow.commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from escrow.clock import LATEST, bounded
 from escrow.durations import bounded_duration
 from escrow.errors import PRECEDENCE, EscrowError

@@ -21,14 +21,14 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import psycopg
 
-from commands.api import Escrow
-from commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
-from commands.staffing import appoint
+from escrow.commands.api import Escrow
+from escrow.commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
+from escrow.commands.staffing import appoint
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.store import mask, parse_store_url
 from escrow.views import OrderView, Outcome, Recorded
-from projections.deadlines import Deadlines, stamp
+from escrow.projections.deadlines import Deadlines, stamp
 
 DEADLINE_TABLE = Deadlines.tables[0]
 
