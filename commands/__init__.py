@@ -45,6 +45,12 @@ from escrow.commands.models import (
     parse_command,
 )
 from escrow.commands.subscription import EventHandler, Subscription
+from escrow.projections.appeal_queue import QueueItem
+from escrow.projections.ledger import LedgerLine
+from escrow.projections.orders import OrderRow
+from escrow.projections.readstore import Cursor
+from escrow.projections.traders import TraderStats
+
 from escrow.clock import (
     Clock,
     ManualClock,
@@ -82,11 +88,6 @@ from escrow.views import (
     SanctionView,
     TraderView,
 )
-from escrow.projections.appeal_queue import QueueItem
-from escrow.projections.ledger import LedgerLine
-from escrow.projections.orders import OrderRow
-from escrow.projections.readstore import Cursor
-from escrow.projections.traders import TraderStats
 
 __all__ = [
     "AddComplaintEvidence",

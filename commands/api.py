@@ -16,6 +16,7 @@ from escrow.commands.execution import CommandRunner
 from escrow.commands.models import Command, parse_command
 from escrow.commands.queries import Queries
 from escrow.commands.recent import STREAMS, RecentStreams
+
 from escrow.clock import Clock, SystemClock, bounded
 from escrow.errors import ValidationError
 from escrow.policy import Policy

@@ -51,6 +51,7 @@ from escrow.commands.system import (
     MarkComplaintOverdue,
 )
 from escrow.commands.unit import Unit
+
 from escrow.actors import Actor
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from eventsourcing.application import AggregateNotFoundError
-
 from escrow.commands.api import Escrow
 from escrow.commands.models import AppointAgent
+from eventsourcing.application import AggregateNotFoundError
+
 from escrow.application import project
 from escrow.recording import stream_id
 from escrow.trader import Trader

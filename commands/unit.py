@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
+from escrow.commands.recent import RecentStreams
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from escrow.commands.recent import RecentStreams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import project

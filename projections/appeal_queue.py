@@ -31,6 +31,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
@@ -42,9 +45,6 @@ from escrow.vocabulary import (
     ComplaintState,
     RefundState,
 )
-from escrow.projections.base import Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import Rows, stamp, unstamp
 
 COLUMNS = (
     "stream",

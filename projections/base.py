@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
+from escrow.projections.rows import Rows
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import TopicError, resolve_topic
 
 from escrow.log import EventLog, Row
-from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
-from escrow.projections.rows import Rows
 
 H = TypeVar("H")
 # Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit
@@ -400,7 +400,9 @@ class Projector:
         if unknown:
             raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
         chosen = [m for m in self.models if not names or m.name in names]
-        from escrow.projections import parallel  # it runs projectors of its own: imports this module
+        from escrow.projections import (
+            parallel,  # it runs projectors of its own: imports this module
+        )
 
         if not parallel.worth_it(self, chosen):
             return self.replay(chosen, progress)

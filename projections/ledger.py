@@ -15,6 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
@@ -23,9 +26,6 @@ from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.views import LedgerView
 from escrow.vocabulary import OrderState
-from escrow.projections.base import Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 
 SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
 COLUMN = {"locked": 0, "released": 1, "returned": 2}  # a batch's sums per asset

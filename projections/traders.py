@@ -31,6 +31,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
@@ -41,9 +44,6 @@ from escrow.recording import stream_id
 from escrow.trader import Trader
 from escrow.views import SanctionView
 from escrow.vocabulary import ORDER_TERMINAL, Decision, OrderState, Outcome
-from escrow.projections.base import Handlers, Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import Rows, stamp, unstamp
 
 WINDOW = timedelta(days=30)
 MICRO = timedelta(microseconds=1)

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate, event
-
 from escrow.commands.api import Escrow
 from escrow.commands.bootstrap import DEFERRED, INLINE
 from escrow.commands.models import CreateOrder, MarkPaid, Release
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
 from escrow.clock import ManualClock
 from escrow.store import parse_store_url
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 from bench_engine import PG, Stores
-
 from escrow.commands.api import Escrow
 from escrow.commands.models import CreateOrder, MarkPaid, Release
 

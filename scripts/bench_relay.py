@@ -42,10 +42,11 @@ from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventFeed
 from escrow.commands.relay.relay import MSG_ID, Relay, subject
+from escrow.projections.synthetic import fill
+
 from escrow.application import EscrowApplication
 from escrow.clock import SystemClock
 from escrow.store import parse_store_url
-from escrow.projections.synthetic import fill
 
 PG = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ESCROW = str(Path(sys.executable).with_name("escrow"))

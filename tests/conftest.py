@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from escrow.commands.api import Escrow
 from escrow.commands.staffing import appoint
+
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 

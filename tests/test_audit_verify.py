@@ -14,12 +14,12 @@ from uuid import UUID
 
 import psycopg
 import pytest
-
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History, seal, timeline
 from escrow.commands.audit.report import Report
 from escrow.commands.audit.verify import verify, verify_store
 from escrow.commands.simulation.simulate import simulate
+
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock

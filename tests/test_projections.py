@@ -21,22 +21,27 @@ from typing import Any
 
 import psycopg
 import pytest
+from escrow.commands.api import Escrow
+from escrow.commands.simulation.simulate import simulate
+from escrow.projections.appeal_queue import waiting
+from escrow.projections.catalog import read_models
+from escrow.projections.deadlines import (
+    FREEZE_WINDOW,
+    PAYMENT_PROOF,
+    PAYMENT_WINDOW,
+    SANCTION_EXPIRY,
+)
+from escrow.projections.rows import stamp
+from escrow.projections.traders import WINDOW
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from escrow.commands.api import Escrow
-from escrow.commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.views import AppealView, OrderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, AppealState, OrderState
-from escrow.projections.appeal_queue import waiting
-from escrow.projections.catalog import read_models
-from escrow.projections.deadlines import FREEZE_WINDOW, PAYMENT_PROOF, PAYMENT_WINDOW, SANCTION_EXPIRY
-from escrow.projections.rows import stamp
-from escrow.projections.traders import WINDOW
 from tests.conftest import AGENTS, REQUIRE_PG, START, _conninfo, postgres_unavailable
 from tests.helpers import order_fields, paid_order, staffed
 

@@ -27,11 +27,11 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from escrow.commands.api import Escrow
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import event as label_example
 from hypothesis import strategies as st
 
-from escrow.commands.api import Escrow
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from escrow.commands.api import Escrow
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from escrow.commands.api import Escrow
 from escrow.clock import ManualClock
 from escrow.errors import EscrowError
 from tests.conftest import AGENTS, START

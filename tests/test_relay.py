@@ -26,13 +26,13 @@ from typing import Any
 
 import nats
 import pytest
-
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventFeed
 from escrow.commands.relay.relay import masked, position_of, status_of, subject
+from escrow.projections.synthetic import START, fill
+
 from escrow.application import EscrowApplication
 from escrow.store import parse_store_url
-from escrow.projections.synthetic import START, fill
 
 NATS_URL = os.environ.get("ESCROW_TEST_NATS", "nats://127.0.0.1:4222")
 ESCROW = str(Path(sys.executable).with_name("escrow"))

@@ -11,6 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from escrow.commands.api import Escrow
+
 from escrow.clock import ManualClock
 from tests.helpers import (
     assert_appeal,

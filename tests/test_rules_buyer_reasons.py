@@ -13,8 +13,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-
 from escrow.commands.api import Escrow
+
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 from tests.helpers import (

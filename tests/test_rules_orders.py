@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from escrow.commands.api import Escrow
+
 from escrow.clock import ManualClock
 from escrow.policy import Policy
 from tests.helpers import event_count, order_fields, paid_order, refused

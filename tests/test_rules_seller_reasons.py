@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from escrow.commands.api import Escrow
+
 from escrow.clock import ManualClock
 from tests.helpers import (
     assert_appeal,

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-
 from escrow.commands.api import Escrow
 from escrow.commands.cli.main import main
 from escrow.commands.simulation.simulate import (
@@ -19,6 +18,7 @@ from escrow.commands.simulation.simulate import (
     simulate,
     simulation_engine,
 )
+
 from escrow.clock import ManualClock, SystemClock
 from tests.helpers import event_count, staffed
 

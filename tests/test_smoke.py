@@ -1,4 +1,5 @@
 from escrow.commands.api import Escrow
+
 from tests.helpers import paid_order, refused
 
 

@@ -7,7 +7,6 @@ import multiprocessing
 from multiprocessing.queues import Queue
 
 import pytest
-
 from escrow.commands import CreateOrder, Escrow
 
 PROCESSES = 4

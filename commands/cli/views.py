@@ -17,6 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 import click
+from escrow.commands.api import Escrow
+from escrow.commands.cli.store import store_of, uses_store
+from escrow.projections.appeal_queue import WAITS
+from escrow.projections.base import Projector
+from escrow.projections.catalog import NAMES, read_models
+from escrow.projections.readstore import ReadStore
+from escrow.projections.runner import Runner
+from escrow.projections.traders import SORTS
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
@@ -31,8 +39,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from escrow.commands.api import Escrow
-from escrow.commands.cli.store import store_of, uses_store
 from escrow.application import EscrowApplication
 from escrow.clock import bounded
 from escrow.durations import bounded_duration, format_duration
@@ -40,12 +46,6 @@ from escrow.errors import EscrowError
 from escrow.faults import store_faults
 from escrow.store import mask, parse_store_url
 from escrow.vocabulary import OrderState, Reason
-from escrow.projections.appeal_queue import WAITS
-from escrow.projections.base import Projector
-from escrow.projections.catalog import NAMES, read_models
-from escrow.projections.readstore import ReadStore
-from escrow.projections.runner import Runner
-from escrow.projections.traders import SORTS
 
 WAITS_ON = sorted({w for w, _ in WAITS.values()} | {"refund_confirmation"})
 

@@ -15,6 +15,7 @@ from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.http.keys import Keys
 from escrow.commands.staffing import appoint
+
 from escrow.clock import SystemClock
 
 

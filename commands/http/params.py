@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-
 from escrow.commands.http.problems import BadParameter
+from fastapi import Request
 
 
 def known_only(request: Request) -> None:

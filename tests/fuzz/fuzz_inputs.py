@@ -27,6 +27,7 @@ with atheris.instrument_imports(include=["commands", "escrow", "projections"]):
     from escrow.commands.scenarios.format import ScenarioFileError, parse
     from escrow.commands.scenarios.runner import run_scenario
     from escrow.commands.staffing import appoint
+
     from escrow.clock import bounded
     from escrow.durations import bounded_duration
     from escrow.errors import EscrowError, StoreError, ValidationError
