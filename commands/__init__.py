@@ -6,6 +6,11 @@ extension point (`EventHandler` run by a `Subscription`, docs/events.md). The mo
 may move; these imports stay.
 """
 
+from escrow.clock import (
+    Clock,
+    ManualClock,
+    SystemClock,
+)
 from escrow.commands.api import Escrow
 from escrow.commands.events import EventFeed, event_json
 from escrow.commands.models import (
@@ -45,17 +50,6 @@ from escrow.commands.models import (
     parse_command,
 )
 from escrow.commands.subscription import EventHandler, Subscription
-from escrow.projections.appeal_queue import QueueItem
-from escrow.projections.ledger import LedgerLine
-from escrow.projections.orders import OrderRow
-from escrow.projections.readstore import Cursor
-from escrow.projections.traders import TraderStats
-
-from escrow.clock import (
-    Clock,
-    ManualClock,
-    SystemClock,
-)
 from escrow.errors import (
     AmountExceedsLimit,
     AppealAlreadyOpen,
@@ -76,6 +70,11 @@ from escrow.errors import (
     ValidationError,
 )
 from escrow.policy import Policy
+from escrow.projections.appeal_queue import QueueItem
+from escrow.projections.ledger import LedgerLine
+from escrow.projections.orders import OrderRow
+from escrow.projections.readstore import Cursor
+from escrow.projections.traders import TraderStats
 from escrow.views import (
     AppealView,
     ComplaintView,

@@ -24,6 +24,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from escrow.application import project
 from escrow.commands.execution import CommandRunner
 from escrow.commands.handlers import HANDLERS
 from escrow.commands.models import (
@@ -36,9 +39,6 @@ from escrow.commands.models import (
     ReasonCode,
 )
 from escrow.commands.recent import RecentStreams
-from eventsourcing.application import AggregateNotFoundError, Application
-
-from escrow.application import project
 from escrow.errors import EscrowError, NotFound
 from escrow.recording import EscrowAggregate, stream_id
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from escrow.clock import Clock, SystemClock, bounded
 from escrow.commands.bootstrap import guarded, wire
 from escrow.commands.deadlines import fire_due
 from escrow.commands.execution import CommandRunner
 from escrow.commands.models import Command, parse_command
 from escrow.commands.queries import Queries
 from escrow.commands.recent import STREAMS, RecentStreams
-
-from escrow.clock import Clock, SystemClock, bounded
 from escrow.errors import ValidationError
 from escrow.policy import Policy
 from escrow.views import Outcome

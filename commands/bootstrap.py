@@ -9,15 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from escrow.projections import catalog
-from escrow.projections.base import Projector
-from escrow.projections.inline import InlineSQLiteRecorder
-from escrow.projections.readstore import ReadStore
 from eventsourcing.utils import get_topic
 
 from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import EngineClosed, StoreConnectionLost, StoreUnreachable, ValidationError
 from escrow.faults import store_faults, translate
+from escrow.projections import catalog
+from escrow.projections.base import Projector
+from escrow.projections.inline import InlineSQLiteRecorder
+from escrow.projections.readstore import ReadStore
 from escrow.store import StoreConfig, parse_store_url
 
 INLINE = "inline"  # read models are up to date when a command returns

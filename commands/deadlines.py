@@ -6,6 +6,10 @@ from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+
+from escrow.appeal import Appeal
+from escrow.application import EscrowApplication, project
 from escrow.commands.execution import CommandRunner
 from escrow.commands.system import (
     CloseFreezeWindow,
@@ -15,6 +19,9 @@ from escrow.commands.system import (
     MarkComplaintOverdue,
     SystemCommand,
 )
+from escrow.complaint import Complaint
+from escrow.errors import EscrowError
+from escrow.order import Order
 from escrow.projections.deadlines import (
     COMPLAINT_RESPONSE,
     FREEZE_WINDOW,
@@ -23,13 +30,6 @@ from escrow.projections.deadlines import (
     SANCTION_EXPIRY,
     due,
 )
-from eventsourcing.application import AggregateNotFoundError
-
-from escrow.appeal import Appeal
-from escrow.application import EscrowApplication, project
-from escrow.complaint import Complaint
-from escrow.errors import EscrowError
-from escrow.order import Order
 from escrow.recording import EscrowAggregate
 from escrow.trader import Trader
 from escrow.views import Outcome

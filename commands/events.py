@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 from escrow.commands.audit.history import History, kind_of, plain, stamp
-
 from escrow.log import PAGE, Row
 from escrow.order import Order
 from escrow.vocabulary import OrderState

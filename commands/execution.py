@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
+
 from escrow.commands.bootstrap import DEFERRED, Wiring
 from escrow.commands.handlers import HANDLERS
 from escrow.commands.models import Command
@@ -17,8 +19,6 @@ from escrow.commands.receipts import Receipt, fingerprint
 from escrow.commands.recent import RecentStreams
 from escrow.commands.system import SystemCommand
 from escrow.commands.unit import Unit
-from eventsourcing.persistence import IntegrityError
-
 from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate

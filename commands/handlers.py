@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from escrow.actors import Actor
+from escrow.appeal import Appeal
 from escrow.commands.models import (
     AddComplaintEvidence,
     AddEvidence,
@@ -51,9 +53,6 @@ from escrow.commands.system import (
     MarkComplaintOverdue,
 )
 from escrow.commands.unit import Unit
-
-from escrow.actors import Actor
-from escrow.appeal import Appeal
 from escrow.complaint import Complaint
 from escrow.consequences import (
     close_complaint,

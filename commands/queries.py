@@ -11,10 +11,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
+
+from escrow.appeal import Appeal
+from escrow.application import project
+from escrow.clock import Clock, bounded
 from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER, accepted
 from escrow.commands.bootstrap import Wiring, guarded
 from escrow.commands.execution import CommandRunner
 from escrow.commands.models import CODE_PATTERN, REF_PATTERN, Command, OpenAppeal
+from escrow.complaint import Complaint
+from escrow.durations import MAX_DURATION, bounded_duration
+from escrow.errors import NotFound, ValidationError
+from escrow.order import Order
 from escrow.projections import appeal_queue as queue_model
 from escrow.projections import orders as orders_model
 from escrow.projections import traders as traders_model
@@ -22,15 +31,6 @@ from escrow.projections.appeal_queue import ComplaintQueueItem, QueueItem, compl
 from escrow.projections.ledger import LedgerLine, ledger_lines, ledgers
 from escrow.projections.orders import OrderRow
 from escrow.projections.traders import TraderStats
-from eventsourcing.application import AggregateNotFoundError
-
-from escrow.appeal import Appeal
-from escrow.application import project
-from escrow.clock import Clock, bounded
-from escrow.complaint import Complaint
-from escrow.durations import MAX_DURATION, bounded_duration
-from escrow.errors import NotFound, ValidationError
-from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView

@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from escrow.commands.api import Escrow
-from escrow.commands.models import AppointAgent
 from eventsourcing.application import AggregateNotFoundError
 
 from escrow.application import project
+from escrow.commands.api import Escrow
+from escrow.commands.models import AppointAgent
 from escrow.recording import stream_id
 from escrow.trader import Trader
 from escrow.views import Outcome

@@ -30,16 +30,15 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
+from escrow.application import EscrowApplication
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventJson
+from escrow.errors import ValidationError
+from escrow.log import Row
 from escrow.projections.follower import Follower
 from escrow.projections.readstore import Cursor, ReadStore
 from escrow.projections.runner import wakeups
-
-from escrow.application import EscrowApplication
-from escrow.errors import ValidationError
-from escrow.log import Row
 from escrow.store import parse_store_url
 
 

@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
-from escrow.commands.recent import RecentStreams
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import project
+from escrow.commands.recent import RecentStreams
 from escrow.complaint import Complaint
 from escrow.errors import NotAuthorized, NotFound
 from escrow.order import Order

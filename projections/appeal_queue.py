@@ -31,13 +31,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from escrow.projections.base import Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import Rows, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from escrow.vocabulary import (
     APPEAL_TERMINAL,
     COMPLAINT_TERMINAL,

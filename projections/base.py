@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
-from escrow.projections.rows import Rows
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import TopicError, resolve_topic
 
 from escrow.log import EventLog, Row
+from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
+from escrow.projections.rows import Rows
 
 H = TypeVar("H")
 # Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit

@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from escrow.projections.base import Handlers, Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import Rows, stamp
-
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp
 from escrow.trader import Trader
 
 __all__ = [

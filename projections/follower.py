@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from escrow.projections.base import TRACKING_DDL
-from escrow.projections.readstore import Cursor, ReadStore
 from eventsourcing.application import Application
 
 from escrow.log import EventLog, Row
+from escrow.projections.base import TRACKING_DDL
+from escrow.projections.readstore import Cursor, ReadStore
 
 Handle = Callable[[Cursor, list[Row]], None]
 

@@ -15,14 +15,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from escrow.projections.base import Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.money import PlainDecimal
 from escrow.order import Order
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 from escrow.recording import stream_id
 from escrow.views import LedgerView
 from escrow.vocabulary import OrderState

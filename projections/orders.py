@@ -11,13 +11,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from escrow.projections.base import Handlers, Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import EXACT, Rows, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.money import PlainDecimal
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import EXACT, Rows, stamp, unstamp
 from escrow.vocabulary import ORDER_TERMINAL
 
 COLUMNS = (

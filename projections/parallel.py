@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from escrow.projections.base import Projector, ReadModel, Share, recreate
 from escrow.projections.readstore import (
     CACHE_KB,

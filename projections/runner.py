@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from escrow.projections.base import Projector
-from escrow.projections.catalog import read_models
-from escrow.projections.readstore import PostgresReadStore, ReadStore
 from eventsourcing.application import Application
 from psycopg import sql
 
 from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import ValidationError
 from escrow.faults import store_faults
+from escrow.projections.base import Projector
+from escrow.projections.catalog import read_models
+from escrow.projections.readstore import PostgresReadStore, ReadStore
 from escrow.store import parse_store_url
 
 Report = Callable[[int, float, int, int], None]  # (events, seconds, position, head)

@@ -31,15 +31,15 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from escrow.projections.base import Handlers, Item, ReadModel
-from escrow.projections.readstore import Cursor, ReadStore
-from escrow.projections.rows import Rows, stamp, unstamp
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
 from escrow.money import PlainDecimal
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from escrow.recording import stream_id
 from escrow.trader import Trader
 from escrow.views import SanctionView

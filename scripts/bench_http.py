@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 from bench_engine import PG, Stores
+
 from escrow.commands.api import Escrow
 from escrow.commands.models import CreateOrder, MarkPaid, Release
 

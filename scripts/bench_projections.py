@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from escrow.application import EscrowApplication
 from escrow.projections.base import Projector
 from escrow.projections.catalog import read_models
 from escrow.projections.readstore import ReadStore
 from escrow.projections.synthetic import START, fill
-
-from escrow.application import EscrowApplication
 from escrow.store import parse_store_url
 
 PG_STORE = "postgresql://postgres@127.0.0.1:5432/test?schema=bench_projections"

@@ -38,14 +38,13 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from escrow.application import EscrowApplication
+from escrow.clock import SystemClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventFeed
 from escrow.commands.relay.relay import MSG_ID, Relay, subject
 from escrow.projections.synthetic import fill
-
-from escrow.application import EscrowApplication
-from escrow.clock import SystemClock
 from escrow.store import parse_store_url
 
 PG = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

@@ -29,9 +29,9 @@ from typing import Any
 
 import psycopg
 from bench_engine import PG, BareOrder, Stores, project  # scripts/ is this script's path
-from escrow.commands import CreateOrder, Escrow, ManualClock, MarkPaid, Release
 from eventsourcing.application import Application
 
+from escrow.commands import CreateOrder, Escrow, ManualClock, MarkPaid, Release
 from escrow.store import parse_store_url
 
 COMMANDS_PER_LIFECYCLE = 3

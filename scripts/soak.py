@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from escrow.commands import Escrow, EscrowError, Policy
 from escrow.commands.audit.history import History, kind_of
 from escrow.commands.audit.verify import verify_store
 from escrow.commands.receipts import Receipt
 from escrow.commands.staffing import appoint
 from escrow.projections.catalog import read_models
-
 from escrow.store import parse_store_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"

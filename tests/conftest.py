@@ -16,10 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from escrow.commands.api import Escrow
-from escrow.commands.staffing import appoint
 
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.staffing import appoint
 from escrow.policy import Policy
 
 PG_URL = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

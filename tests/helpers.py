@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from escrow.commands.api import Escrow
 from escrow.commands.staffing import appoint
-
 from escrow.errors import EscrowError
 
 

@@ -17,13 +17,13 @@ from random import Random
 from typing import Any
 
 import pytest
-from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER
-from escrow.commands.api import Escrow
 from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from escrow.clock import ManualClock
+from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER
+from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 from escrow.vocabulary import Reason
 from tests.conftest import AGENTS, START, SUPERVISORS

@@ -12,6 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.export import export_records, write_export
 from escrow.commands.audit.history import (
@@ -21,8 +23,6 @@ from escrow.commands.audit.history import (
     snapshot,
     timeline,
 )
-
-from escrow.clock import ManualClock
 from escrow.errors import NotFound, ValidationError
 from tests.helpers import order_fields
 

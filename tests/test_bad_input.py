@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from escrow.commands.api import Escrow
 from escrow.commands.models import InvalidCommand, parse_command
-
 from escrow.errors import EscrowError
 from tests.helpers import event_count, order_fields, refused
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+
 from escrow.commands.cli.main import main
 
 # Every command that opens a store; the rest (diagram, demo, scenario coverage) never do.

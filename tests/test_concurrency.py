@@ -19,9 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from escrow.commands.api import Escrow
 from eventsourcing.persistence import IntegrityError
 
+from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
 from escrow.views import Outcome

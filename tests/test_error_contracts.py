@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
+
 from escrow.commands import EngineClosed, EscrowError, InvalidCommand
 from escrow.commands.api import Escrow
 from escrow.commands.execution import CommandRunner
 from escrow.commands.http.problems import refusal
 from escrow.commands.models import CreateOrder, MarkPaid, OpenAppeal, parse_command
-from eventsourcing.persistence import IntegrityError
-
 from escrow.errors import PRECEDENCE, ConcurrencyConflict, ValidationError
 from tests.helpers import event_count, order_fields
 

@@ -12,14 +12,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from escrow.commands.api import Escrow
-from escrow.projections.synthetic import fill
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
+from escrow.commands.api import Escrow
 from escrow.log import EventLog
 from escrow.order import Order
+from escrow.projections.synthetic import fill
 from tests.test_properties import SETTINGS
 
 

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from escrow.commands.http.app import create_app
-from escrow.commands.http.keys import Keys
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -25,6 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from escrow.commands.http.app import create_app
+from escrow.commands.http.keys import Keys
 from tests.http_server import KEYS, Server, auth, server_on
 
 CHECKS = [

@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from escrow.commands.api import Escrow
 
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.views import Outcome
 from tests.helpers import event_count, order_fields, refused
 

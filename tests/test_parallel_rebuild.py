@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+
 from escrow.commands.api import Escrow
 from escrow.commands.simulation.simulate import simulate
 from escrow.projections import parallel
@@ -18,7 +19,6 @@ from escrow.projections.base import Item, Projector
 from escrow.projections.catalog import read_models
 from escrow.projections.orders import Orders
 from escrow.projections.readstore import Cursor, SQLiteReadStore
-
 from tests.helpers import event_count
 from tests.test_projections import snapshot
 

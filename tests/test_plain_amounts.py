@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from pydantic import BaseModel
+
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.export import export_records, write_export
 from escrow.commands.audit.history import History
 from escrow.commands.cli.main import main
 from escrow.commands.events import EventFeed
-from pydantic import BaseModel
-
-from escrow.clock import ManualClock
 from escrow.money import plain_amount
 from tests.helpers import order_fields
 

@@ -21,8 +21,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.simulation.simulate import simulate
+from escrow.errors import EscrowError
+from escrow.order import Order
 from escrow.projections.appeal_queue import waiting
 from escrow.projections.catalog import read_models
 from escrow.projections.deadlines import (
@@ -33,12 +39,6 @@ from escrow.projections.deadlines import (
 )
 from escrow.projections.rows import stamp
 from escrow.projections.traders import WINDOW
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from escrow.clock import ManualClock
-from escrow.errors import EscrowError
-from escrow.order import Order
 from escrow.recording import stream_id
 from escrow.views import AppealView, OrderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, AppealState, OrderState

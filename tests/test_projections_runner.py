@@ -21,19 +21,19 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+
+from escrow.application import EscrowApplication
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.cli.main import main
+from escrow.errors import EscrowError
+from escrow.order import Order
+from escrow.policy import Policy
 from escrow.projections.base import Projector
 from escrow.projections.catalog import read_models
 from escrow.projections.readstore import ReadStore
 from escrow.projections.runner import Runner
 from escrow.projections.synthetic import START, fill
-
-from escrow.application import EscrowApplication
-from escrow.clock import ManualClock
-from escrow.errors import EscrowError
-from escrow.order import Order
-from escrow.policy import Policy
 from escrow.store import parse_store_url
 from tests.conftest import AGENTS
 from tests.helpers import paid_order, staffed

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
+
+from escrow.application import project
 from escrow.commands import Escrow, ManualClock, ValidationError
 from escrow.commands.audit.history import History
 from escrow.commands.audit.verify import verify
-
-from escrow.application import project
 from escrow.order import Order
 from escrow.recording import stream_id
 from tests.conftest import AGENTS, START

@@ -26,12 +26,12 @@ from typing import Any
 
 import nats
 import pytest
+
+from escrow.application import EscrowApplication
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventFeed
 from escrow.commands.relay.relay import masked, position_of, status_of, subject
 from escrow.projections.synthetic import START, fill
-
-from escrow.application import EscrowApplication
 from escrow.store import parse_store_url
 
 NATS_URL = os.environ.get("ESCROW_TEST_NATS", "nats://127.0.0.1:4222")

@@ -13,9 +13,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from escrow.commands.api import Escrow
 
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.policy import Policy
 from tests.helpers import (
     appeal_in_review,

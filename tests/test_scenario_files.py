@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from escrow.commands.cli.main import main
 from escrow.commands.scenarios.format import RULE_IDS, load
 from escrow.commands.scenarios.runner import run_scenario

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
+
+from escrow.clock import ManualClock, SystemClock
 from escrow.commands.api import Escrow
 from escrow.commands.cli.main import main
 from escrow.commands.simulation.simulate import (
@@ -18,8 +20,6 @@ from escrow.commands.simulation.simulate import (
     simulate,
     simulation_engine,
 )
-
-from escrow.clock import ManualClock, SystemClock
 from tests.helpers import event_count, staffed
 
 REASONS = {"B1", "B2", "B3", "B4", "B5", "C1", "C2", "C3", "C4", "C5", "C6"}

@@ -1,5 +1,4 @@
 from escrow.commands.api import Escrow
-
 from tests.helpers import paid_order, refused
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History, trader_timeline
 from escrow.commands.audit.verify import verify_store
 from escrow.commands.staffing import appoint
-
 from escrow.errors import EscrowError
 from tests.helpers import event_count, order_fields, paid_order, refused
 from tests.test_audit_verify import RawStore, check, rewrite

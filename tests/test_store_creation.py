@@ -7,6 +7,7 @@ import multiprocessing
 from multiprocessing.queues import Queue
 
 import pytest
+
 from escrow.commands import CreateOrder, Escrow
 
 PROCESSES = 4

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+
 from escrow.commands import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.cli.main import main
-
 from escrow.errors import (
     EscrowError,
     NotAnEscrowStore,

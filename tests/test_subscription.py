@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from escrow.clock import ManualClock
 from escrow.commands import Cursor, Escrow, EventFeed, EventHandler, Subscription
 from escrow.commands.audit.history import History
 from escrow.commands.simulation.simulate import simulate
 from escrow.projections.readstore import ReadStore
-
-from escrow.clock import ManualClock
 from escrow.store import parse_store_url
 from tests.conftest import AGENTS, START
 from tests.helpers import staffed

@@ -12,7 +12,6 @@ from decimal import Context, Decimal
 from typing import Any
 
 from escrow.commands.audit.history import plain
-
 from escrow.vocabulary import SUSPEND_BUYER_ON_OPENING, SanctionKind
 
 EXACT = Context(prec=200)  # per-asset sums: 15 + 18 digits exceed the default 28

@@ -17,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
 from escrow.commands.audit.export import export_records, write_export
 from escrow.commands.audit.history import (
     Entry,
@@ -37,18 +49,6 @@ from escrow.commands.audit.history import (
 from escrow.commands.audit.report import Report
 from escrow.commands.audit.verify import default_jobs, verify_store
 from escrow.commands.cli.store import store_of, uses_store
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
 from escrow.money import plain_amount

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from escrow.commands.cli.store import DEFAULT_STORE, STORE_HELP
 
+from escrow.commands.cli.store import DEFAULT_STORE, STORE_HELP
 from escrow.errors import EscrowError
 from escrow.machines import APPEAL, COMPLAINT, ORDER
 from escrow.store import mask

@@ -8,9 +8,9 @@ import logging
 import signal
 
 import click
+
 from escrow.commands.cli.store import store_of, uses_store
 from escrow.commands.relay.relay import Relay, masked, status_of
-
 from escrow.errors import EscrowError
 
 

@@ -17,16 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from escrow.commands.cli.store import store_given, store_of, uses_store
-from escrow.commands.scenarios.format import (
-    RULE_IDS,
-    Problem,
-    Scenario,
-    ScenarioFileError,
-    load,
-    scenario_files,
-)
-from escrow.commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -39,6 +29,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from escrow.commands.cli.store import store_given, store_of, uses_store
+from escrow.commands.scenarios.format import (
+    RULE_IDS,
+    Problem,
+    Scenario,
+    ScenarioFileError,
+    load,
+    scenario_files,
+)
+from escrow.commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from escrow.errors import EscrowError
 from escrow.store import mask, parse_store_url
 

@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 import click
+
 from escrow.commands.cli.store import store_of, uses_store
 from escrow.commands.http.keys import Keys, KeysError
-
 from escrow.errors import EscrowError
 from escrow.store import parse_store_url
 
@@ -53,6 +53,7 @@ def log_config() -> dict[str, Any]:
 def serve(ctx: click.Context, keys_file: str, host: str, port: int, workers: int) -> None:
     """Serve the engine over HTTP: commands, reads, the event log, /openapi.json."""
     import uvicorn
+
     from escrow.commands.http.app import KEYS_ENV, STORE_ENV, create_app
 
     store = store_of(ctx)

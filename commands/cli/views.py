@@ -17,14 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from escrow.commands.api import Escrow
-from escrow.commands.cli.store import store_of, uses_store
-from escrow.projections.appeal_queue import WAITS
-from escrow.projections.base import Projector
-from escrow.projections.catalog import NAMES, read_models
-from escrow.projections.readstore import ReadStore
-from escrow.projections.runner import Runner
-from escrow.projections.traders import SORTS
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
@@ -41,9 +33,17 @@ from rich.table import Table
 
 from escrow.application import EscrowApplication
 from escrow.clock import bounded
+from escrow.commands.api import Escrow
+from escrow.commands.cli.store import store_of, uses_store
 from escrow.durations import bounded_duration, format_duration
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
+from escrow.projections.appeal_queue import WAITS
+from escrow.projections.base import Projector
+from escrow.projections.catalog import NAMES, read_models
+from escrow.projections.readstore import ReadStore
+from escrow.projections.runner import Runner
+from escrow.projections.traders import SORTS
 from escrow.store import mask, parse_store_url
 from escrow.vocabulary import OrderState, Reason
 

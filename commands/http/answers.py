@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from escrow.projections.appeal_queue import ComplaintQueueItem, QueueItem
 from escrow.projections.orders import OrderRow
 from escrow.projections.traders import TraderStats
-from pydantic import BaseModel, ConfigDict
-
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, Outcome, TraderView
 
 

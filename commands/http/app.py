@@ -15,14 +15,6 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
-from escrow.commands.http.answers import Health
-from escrow.commands.http.auth import Unauthenticated
-from escrow.commands.http.bodies import BodyTooLarge, NotJSON
-from escrow.commands.http.edge import Edge
-from escrow.commands.http.engine import Engine, StoreUnavailable
-from escrow.commands.http.keys import Keys
-from escrow.commands.http.problems import Problem, problem, refusal, unreachable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -31,6 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
+from escrow.commands.http.answers import Health
+from escrow.commands.http.auth import Unauthenticated
+from escrow.commands.http.bodies import BodyTooLarge, NotJSON
+from escrow.commands.http.edge import Edge
+from escrow.commands.http.engine import Engine, StoreUnavailable
+from escrow.commands.http.keys import Keys
+from escrow.commands.http.problems import Problem, problem, refusal, unreachable
 from escrow.errors import EscrowError
 
 STORE_ENV, KEYS_ENV = "ESCROW_HTTP_STORE", "ESCROW_HTTP_KEYS"

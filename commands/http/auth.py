@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from escrow.commands.http.engine import Engine
-from escrow.commands.http.keys import Principal
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from escrow.commands.http.engine import Engine
+from escrow.commands.http.keys import Principal
 from escrow.errors import NotAuthorized
 
 bearer = HTTPBearer(auto_error=False, description="A token of the keys file (`serve --keys`).")

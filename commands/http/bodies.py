@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from escrow.commands.http.keys import Principal
-from escrow.commands.models import COMMANDS, Command, InvalidCommand, parse_command
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 
+from escrow.commands.http.keys import Principal
+from escrow.commands.models import COMMANDS, Command, InvalidCommand, parse_command
 from escrow.errors import NotAuthorized
 
 MAX_BODY = 64 * 1024

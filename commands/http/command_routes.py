@@ -7,6 +7,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
 from escrow.commands.api import Escrow
 from escrow.commands.http.answers import CommandAnswer
 from escrow.commands.http.auth import caller, engine_of
@@ -15,10 +19,6 @@ from escrow.commands.http.keys import Principal
 from escrow.commands.http.params import known_only
 from escrow.commands.http.problems import responses
 from escrow.commands.models import COMMANDS, Command
-from fastapi import APIRouter, Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
-
 from escrow.errors import NotFound
 from escrow.views import Outcome
 

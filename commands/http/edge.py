@@ -9,9 +9,10 @@ import logging
 import time
 from typing import Any
 
-from escrow.commands.http.problems import fault
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from escrow.commands.http.problems import fault
 
 access = logging.getLogger("escrow.http.access")
 

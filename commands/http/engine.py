@@ -11,12 +11,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from escrow.clock import SystemClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.http.keys import Keys
 from escrow.commands.staffing import appoint
-
-from escrow.clock import SystemClock
 
 
 class StoreUnavailable(Exception):

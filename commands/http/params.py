@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from escrow.commands.http.problems import BadParameter
 from fastapi import Request
+
+from escrow.commands.http.problems import BadParameter
 
 
 def known_only(request: Request) -> None:

@@ -11,12 +11,12 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
-from escrow.commands.models import InvalidCommand
 from eventsourcing.persistence import InterfaceError, OperationalError
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from escrow.commands.models import InvalidCommand
 from escrow.errors import EscrowError, ValidationError
 
 log = logging.getLogger("escrow.http")

@@ -12,6 +12,10 @@ import binascii
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+from starlette.responses import Response
+
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import timeline
 from escrow.commands.http.answers import (
@@ -30,10 +34,6 @@ from escrow.commands.http.engine import Engine
 from escrow.commands.http.keys import Principal
 from escrow.commands.http.params import known_only
 from escrow.commands.http.problems import BadParameter, responses
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
-from starlette.responses import Response
-
 from escrow.errors import NotFound
 from escrow.views import AppealView, ComplaintView, OrderView
 from escrow.vocabulary import OrderState

@@ -39,17 +39,17 @@ import nats.errors
 import nats.js.errors
 import psycopg
 import psycopg_pool
-from escrow.commands.audit.history import History, event_name
-from escrow.commands.events import EventJson
-from escrow.projections.follower import Follower
-from escrow.projections.readstore import PostgresReadStore, ReadStore
 from eventsourcing.persistence import PersistenceError
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
 from escrow.application import EscrowApplication
+from escrow.commands.audit.history import History, event_name
+from escrow.commands.events import EventJson
 from escrow.errors import ValidationError
 from escrow.log import Row
+from escrow.projections.follower import Follower
+from escrow.projections.readstore import PostgresReadStore, ReadStore
 from escrow.store import parse_store_url
 
 log = logging.getLogger("escrow.relay")

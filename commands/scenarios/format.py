@@ -20,10 +20,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 import yaml
-from escrow.commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
 from escrow.clock import LATEST, bounded
+from escrow.commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from escrow.durations import bounded_duration
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.policy import Policy

@@ -20,13 +20,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import psycopg
+
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
 from escrow.commands.staffing import appoint
-from escrow.projections.deadlines import Deadlines, stamp
-
-from escrow.clock import ManualClock
 from escrow.errors import EscrowError, NotFound, StoreError
+from escrow.projections.deadlines import Deadlines, stamp
 from escrow.store import mask, parse_store_url
 from escrow.views import OrderView, Outcome, Recorded
 

@@ -24,12 +24,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.simulation.deal import Act, Beat, Deal, Settle
 from escrow.commands.simulation.stories import MIX, TICK_EVERY, Story, suspended_attempt
 from escrow.commands.staffing import appoint
-
-from escrow.clock import ManualClock
 from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.views import Outcome
 from escrow.vocabulary import Role

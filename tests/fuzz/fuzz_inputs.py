@@ -22,13 +22,12 @@ import atheris
 import yaml
 
 with atheris.instrument_imports(include=["commands", "escrow", "projections"]):
+    from escrow.clock import bounded
     from escrow.commands.api import Escrow
     from escrow.commands.models import parse_command
     from escrow.commands.scenarios.format import ScenarioFileError, parse
     from escrow.commands.scenarios.runner import run_scenario
     from escrow.commands.staffing import appoint
-
-    from escrow.clock import bounded
     from escrow.durations import bounded_duration
     from escrow.errors import EscrowError, StoreError, ValidationError
     from escrow.store import mask, parse_store_url
