@@ -1,4 +1,4 @@
-"""The embedding API: `Escrow(store_url, policy=, clock=, agents=, supervisors=)` with `execute(command)`,
+"""The embedding API: `Escrow(store_url, policy=, clock=)` with `execute(command)`,
 the queries and `tick(now)`. A thin front over the wiring (escrow.commands.bootstrap), the command
 runner (escrow.commands.execution), the deadlines (escrow.commands.deadlines) and the queries
 (escrow.commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
@@ -7,7 +7,6 @@ racing commands end as one winner and one clean refusal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,38 +25,26 @@ from escrow.views import Outcome
 class Escrow(Queries):
     def __init__(
         self,
-        store: str = "memory:",
+        store: str,
         *,
         policy: Policy | None = None,
         clock: Clock | None = None,
-        agents: Iterable[str] = (),
-        supervisors: Iterable[str] = (),
         read_models: str | None = None,
         recent_streams: int = STREAMS,
         create: bool = True,
     ) -> None:
-        """`read_models`: "inline" or "deferred" (default: by backend, see
-        escrow.commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
-        last the engine keeps in memory, to decide the next command on them without reading
-        them back (escrow.commands.recent; 0 keeps none). `create` False: the store must already
-        exist (a tool that only reads must not leave an empty store behind a typo); else
-        StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors).
-        `supervisors`: agents who also handle complaints (E3); each is an agent whether or not
-        `agents` names it."""
+        """`store`: a store URL (README, Store URLs), required: a silent in-memory default
+        would lose everything at the next restart of a program that forgot it; tests and
+        scenarios say `memory:` explicitly. `read_models`: "inline" or "deferred" (default: by
+        backend, see escrow.commands.bootstrap.READ_MODELS). `recent_streams`: how many of the
+        aggregates it saved last the engine keeps in memory, to decide the next command on
+        them without reading them back (escrow.commands.recent; 0 keeps none). `create` False: the
+        store must already exist (a tool that only reads must not leave an empty store behind
+        a typo); else StoreNotFound. A store that cannot be used raises a StoreError
+        (escrow.errors). Who is an agent or supervisor is no argument: it is recorded in the
+        store by the `appoint_agent` and `dismiss_agent` commands, the same for every process."""
         if policy is not None and not isinstance(policy, Policy):
             raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")
-        try:
-            names = frozenset(agents) if not isinstance(agents, str) else None
-        except TypeError:
-            names = None
-        if names is None or not all(isinstance(a, str) for a in names):
-            raise ValidationError("agents is a collection of names (strings)")
-        try:
-            heads = frozenset(supervisors) if not isinstance(supervisors, str) else None
-        except TypeError:
-            heads = None
-        if heads is None or not all(isinstance(s, str) for s in heads):
-            raise ValidationError("supervisors is a collection of names (strings)")
         if (
             isinstance(recent_streams, bool)
             or not isinstance(recent_streams, int)
@@ -65,9 +52,7 @@ class Escrow(Queries):
         ):
             raise ValidationError("recent_streams is a whole number, 0 or more")
         wiring = wire(store, read_models, create)
-        runner = CommandRunner(
-            wiring, RecentStreams(recent_streams), policy or Policy(), names, heads
-        )
+        runner = CommandRunner(wiring, RecentStreams(recent_streams), policy or Policy())
         super().__init__(wiring, runner, clock or SystemClock())
 
     def __enter__(self) -> Escrow:

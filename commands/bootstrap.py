@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 from eventsourcing.utils import get_topic
 
 from escrow.application import STORE_AWAY, EscrowApplication
-from escrow.errors import StoreConnectionLost, StoreUnreachable, ValidationError
+from escrow.errors import EngineClosed, StoreConnectionLost, StoreUnreachable, ValidationError
 from escrow.faults import store_faults, translate
 from escrow.projections import catalog
 from escrow.projections.base import Projector
@@ -30,17 +30,21 @@ READ_MODELS = {"sqlite": INLINE, "memory": DEFERRED, "postgresql": DEFERRED}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
+@dataclass
 class Wiring:
     config: StoreConfig
     app: EscrowApplication
     read: ReadStore
     projector: Projector
     read_models: str
+    closed: bool = False
 
     def close(self) -> None:
-        self.read.close()
-        self.app.close()
+        """Close the store's connections; a second close does nothing."""
+        if not self.closed:
+            self.closed = True
+            self.read.close()
+            self.app.close()
 
     def recover(self) -> None:
         """After the store went away: replace the pools' broken connections (a store still
@@ -79,10 +83,13 @@ def wire(store: str, read_models: str | None = None, create: bool = True) -> Wir
 
 def guarded(method: F) -> F:
     """A method of an object holding a `wiring`, whose driver exceptions come out as the
-    StoreErrors they mean: callers of the API catch the engine's errors, never a driver's."""
+    StoreErrors they mean: callers of the API catch the engine's errors, never a driver's.
+    After `close()` every such method raises EngineClosed."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.wiring.closed:  # else the driver's own complaint about a closed pool
+            raise EngineClosed(f"{method.__name__}: this engine was closed; open a new one")
         try:
             return method(self, *args, **kwargs)
         except Exception as e:

@@ -33,27 +33,30 @@ class CommandRunner:
         wiring: Wiring,
         recent: RecentStreams,
         policy: Policy,
-        agents: frozenset[str],
-        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.wiring = wiring
         self.recent = recent
         self.policy = policy
-        self.supervisors = supervisors
-        self.agents = agents | supervisors  # a supervisor is an agent who also handles complaints
         self.latest = datetime.min.replace(tzinfo=UTC)  # the latest time it recorded at
         self._time = threading.Lock()
 
-    def unit(self, now: datetime, *, system: bool = False, attempt: int = 0) -> Unit:
+    def unit(
+        self,
+        now: datetime,
+        *,
+        system: bool = False,
+        attempt: int = 0,
+        recent: RecentStreams | None = None,
+    ) -> Unit:
+        """One attempt's unit; `recent` lends it other aggregates than the engine's kept
+        streams (escrow.commands.allowed's throwaway copies)."""
         return Unit(
             self.wiring.app,
-            self.recent,
+            self.recent if recent is None else recent,
             now,
             self.policy,
-            self.agents,
             system=system,
             attempt=attempt,
-            supervisors=self.supervisors,
         )
 
     def run(self, command: Command, now: datetime) -> Outcome:
@@ -62,7 +65,7 @@ class CommandRunner:
         if handler is None:
             raise ValidationError(f"not a command: {type(command).__name__}")
         with self._time:  # what this engine records never goes back, whatever its clock does
-            now = self.latest = max(now, self.latest)
+            now = self.latest = self.moment(now)
         system = isinstance(command, SystemCommand)
         for attempt in range(MAX_ATTEMPTS):
             unit = self.unit(now, system=system, attempt=attempt)
@@ -102,6 +105,10 @@ class CommandRunner:
                 command=command.name, command_id=receipt_ref, recorded=recorded, replayed=False
             )
         raise ConcurrencyConflict(f"{command.name} kept losing races; nothing was recorded")
+
+    def moment(self, now: datetime) -> datetime:
+        """The time a command given at `now` is decided at: never before what was recorded."""
+        return max(now, self.latest)
 
     def _save(self, unit: Unit) -> None:
         """Record the unit's events atomically and, inline, project them."""

@@ -16,6 +16,7 @@ from escrow.commands.models import (
     AddEvidence,
     AgreeTopUp,
     ApplySanction,
+    AppointAgent,
     CancelAppeal,
     CancelOrder,
     Command,
@@ -24,6 +25,7 @@ from escrow.commands.models import (
     ConfirmTopUp,
     CreateOrder,
     DecideComplaint,
+    DismissAgent,
     FileComplaint,
     LiftSanction,
     MarkPaid,
@@ -105,11 +107,16 @@ def create_order(u: Unit, c: CreateOrder) -> None:
 
 
 def _party_problem(u: Unit, c: CreateOrder) -> EscrowError | None:
-    for party in (c.seller, c.buyer):
-        if party in u.agents or party == SYSTEM:
-            return NotAuthorized(f"{party} is a customer-service agent, not a trader", "O1")
+    """O1 before O7, from the parties' trader streams read in one query (O7 needs them
+    anyway, so telling an appointed agent from a trader costs no read)."""
     parties = [c.seller, c.buyer]
-    for party, trader in zip(parties, u.find_all(Trader, parties), strict=True):
+    if SYSTEM in parties:
+        return NotAuthorized(f"{SYSTEM} is reserved for deadlines, not a trader", "O1")
+    traders = u.find_all(Trader, parties)
+    for party, trader in zip(parties, traders, strict=True):
+        if trader is not None and trader.role is not None:
+            return NotAuthorized(f"{party} is a customer-service agent, not a trader", "O1")
+    for party, trader in zip(parties, traders, strict=True):
         if trader is not None and not trader.can_trade(u.now):
             return TraderSuspended(f"{party} is under a sanction that blocks new orders", "O7")
     return None
@@ -231,7 +238,8 @@ def _agent(u: Unit, name: str, what: str) -> None:
 
 
 def apply_sanction(u: Unit, c: ApplySanction) -> None:
-    if c.trader in u.agents:
+    sanctioned = u.find(Trader, c.trader)
+    if sanctioned is not None and sanctioned.role is not None:
         raise ValidationError(f"{c.trader} is an agent, not a trader")
     if c.appeal is not None and u.find(Appeal, c.appeal) is None:
         raise NotFound(f"no appeal {c.appeal!r}")
@@ -323,6 +331,19 @@ def add_complaint_evidence(u: Unit, c: AddComplaintEvidence) -> None:
     u.complaint(c.complaint).add_evidence(u.actor(c.by), c.description, list(c.refs), u.now)
 
 
+# --- customer service: who is an agent is a fact of the store --------------------------------
+
+
+def appoint_agent(u: Unit, c: AppointAgent) -> None:
+    if c.agent == SYSTEM:
+        raise ValidationError("the system actor is reserved for deadlines")
+    u.trader(c.agent).appoint(c.supervisor, u.actor(c.actor), u.now)
+
+
+def dismiss_agent(u: Unit, c: DismissAgent) -> None:
+    u.get(Trader, c.agent).dismiss(u.actor(c.actor), u.now)
+
+
 # --- deadlines, fired by `tick` as system commands ------------------------------------------
 
 
@@ -380,6 +401,8 @@ HANDLERS: dict[type[Command], Handler] = {
     DecideComplaint: decide_complaint,
     WithdrawComplaint: withdraw_complaint,
     AddComplaintEvidence: add_complaint_evidence,
+    AppointAgent: appoint_agent,
+    DismissAgent: dismiss_agent,
     ExpirePaymentWindow: expire_payment_window,
     ExpirePaymentProof: expire_payment_proof,
     CloseFreezeWindow: close_freeze_window,

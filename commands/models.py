@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import pydantic
 from pydantic import (
@@ -78,8 +78,10 @@ def _no_nul(value: str) -> str:
 
 
 Amount = Annotated[Decimal, BeforeValidator(_exact_amount)]
-Ref = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")]
-Code = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z0-9]{2,10}$")]
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"  # ids and names
+CODE_PATTERN = r"^[A-Z0-9]{2,10}$"  # asset and fiat codes
+Ref = Annotated[str, StringConstraints(strict=True, pattern=REF_PATTERN)]
+Code = Annotated[str, StringConstraints(strict=True, pattern=CODE_PATTERN)]
 Text = Annotated[
     str, StringConstraints(strict=True, min_length=1, max_length=2000), AfterValidator(_no_nul)
 ]
@@ -107,12 +109,40 @@ assert set(ReasonCode.__args__) == {r.value for r in Reason}  # type: ignore[att
 
 
 class Command(BaseModel):
-    """Every command names its actor (`by`) and may carry a `command_id` for idempotency."""
+    """Every command names its actor (`by`) and may carry a `command_id` for idempotency.
+
+    However a command is built (`CreateOrder(...)`, `model_validate`, `model_validate_json`,
+    `parse_command`), bad input raises the engine's InvalidCommand (a `validation_error`
+    naming each field), never pydantic's own ValidationError: callers catch one family."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str]
 
     command_id: Ref | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as e:
+            raise invalid(self.name, e) from None
+
+    # Not a custom __init__ to pydantic: validation (model_validate) keeps its own fast path
+    # and never calls this with a mapping's keys as keywords.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except pydantic.ValidationError as e:
+            raise invalid(cls.name, e) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except pydantic.ValidationError as e:
+            raise invalid(cls.name, e) from None
 
     @property
     def actor(self) -> str:
@@ -300,6 +330,20 @@ class AddComplaintEvidence(ComplaintCommand):
     refs: Refs = []
 
 
+class AppointAgent(Command):
+    """Appoint a person to customer service (or change between agent and supervisor). Issued
+    by the platform, like create_order: the exchange's staff directory decides, not an agent."""
+
+    name = "appoint_agent"
+    agent: Ref
+    supervisor: StrictBool = False
+
+
+class DismissAgent(Command):
+    name = "dismiss_agent"
+    agent: Ref
+
+
 COMMANDS: dict[str, type[Command]] = {
     cls.name: cls
     for cls in (
@@ -332,6 +376,8 @@ COMMANDS: dict[str, type[Command]] = {
         DecideComplaint,
         WithdrawComplaint,
         AddComplaintEvidence,
+        AppointAgent,
+        DismissAgent,
     )
 }
 
@@ -353,10 +399,7 @@ def parse_command(name: str, data: Any) -> Command:
         raise InvalidCommand(name, [("command", f"unknown command {name!r}")])
     if not isinstance(data, dict):
         raise InvalidCommand(name, [("fields", "expected a mapping of fields")])
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as e:
-        raise invalid(name, e) from None
+    return model.model_validate(data)
 
 
 def invalid(name: str, error: pydantic.ValidationError) -> InvalidCommand:

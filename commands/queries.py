@@ -5,7 +5,8 @@ stale tables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -15,12 +16,13 @@ from eventsourcing.application import AggregateNotFoundError
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
+from escrow.commands.allowed import ON_APPEAL, ON_COMPLAINT, ON_ORDER, accepted
 from escrow.commands.bootstrap import Wiring, guarded
 from escrow.commands.execution import CommandRunner
+from escrow.commands.models import CODE_PATTERN, REF_PATTERN, Command, OpenAppeal
 from escrow.complaint import Complaint
 from escrow.durations import MAX_DURATION, bounded_duration
 from escrow.errors import NotFound, ValidationError
-from escrow.machines import APPEAL, COMPLAINT, ORDER, Situation
 from escrow.order import Order
 from escrow.projections import appeal_queue as queue_model
 from escrow.projections import orders as orders_model
@@ -39,15 +41,49 @@ from escrow.views import (
     Outcome,
     TraderView,
 )
+from escrow.vocabulary import OrderState, Reason
 
 MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
 
 
-def _text(value: Any, field: str, optional: bool = True) -> Any:
-    """A string argument (an id, a filter), or a validation error naming it: anything else
-    would reach the database driver and fail there, as a store error it is not."""
-    if (value is not None or not optional) and not isinstance(value, str):
+FORMS = {
+    REF_PATTERN: "an id or name: 1-64 letters, digits or ._:@-",
+    CODE_PATTERN: "an asset code: 2-10 upper-case letters or digits",
+}
+
+
+def _text(value: Any, field: str, optional: bool = True, pattern: str = REF_PATTERN) -> Any:
+    """An id, a name or a code as the commands accept them, or a validation error naming the
+    argument: a string of another type would reach the database driver and fail there (as a
+    store error it is not), and one no command accepts (`usdt`, `" "`) can only match nothing,
+    which would read as an honest empty answer."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
         raise ValidationError(f"{field} is a string, not {type(value).__name__}")
+    if re.match(pattern, value) is None:
+        raise ValidationError(f"{field}: {value!r} is not {FORMS[pattern]}")
+    return value
+
+
+def _choice(value: Any, field: str, choices: Iterable[str]) -> Any:
+    """A filter with a fixed vocabulary (an order state, an appeal reason, what an appeal
+    waits on): anything else is a validation error listing the values, not an empty answer."""
+    if value is None:
+        return None
+    known = sorted(choices)
+    if not isinstance(value, str) or value not in known:
+        raise ValidationError(f"{field} is one of {', '.join(known)}, not {value!r}")
+    return value
+
+
+def _after(value: Any) -> Any:
+    if value is None:
+        return None
+    if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], datetime)):
+        raise ValidationError("after is the (created_at, order) of the last row of a page")
+    bounded(value[0], "after")
+    _text(value[1], "after", optional=False)
     return value
 
 
@@ -76,9 +112,6 @@ def _age(value: timedelta | str | None) -> timedelta | None:
     return value
 
 
-DECISIONS = {"decide_upheld": "decide_complaint", "decide_overturned": "decide_complaint"}
-
-
 class Changed(NamedTuple):
     order: OrderView | None = None
     appeal: AppealView | None = None
@@ -103,7 +136,6 @@ class Queries:
         self.projector = wiring.projector
         self.read_models = wiring.read_models
         self.policy = runner.policy
-        self.agents = runner.agents
         self.recent = runner.recent
 
     def _load(self, cls: type[EscrowAggregate], ref: str, version: int | None = None) -> Any:
@@ -145,6 +177,7 @@ class Queries:
 
     @guarded
     def trader(self, name: str, at: datetime | None = None) -> TraderView:
+        _text(name, "trader", optional=False)
         at = _moment(at)
         try:
             found: Trader | None = self._load(Trader, name)
@@ -153,9 +186,27 @@ class Queries:
         return TraderView.of(name, found, at or self.clock.now())
 
     @guarded
+    def staff(self) -> dict[str, str]:
+        """Everyone appointed to customer service now: name -> "agent" or "supervisor".
+
+        Read from the appointment events of the log (`appoint_agent`, `dismiss_agent`), pages
+        of the notification log filtered by topic: for tools, consoles and the simulator, not
+        for a command's path (a command reads the one trader stream it needs)."""
+        topics = (Trader.Appointed.TOPIC, Trader.Dismissed.TOPIC)
+        recorder, page, start = self.app.recorder, 1000, 1
+        last: dict[Any, str] = {}  # each person's latest appointment event
+        while found := recorder.select_notifications(start, page, topics=topics):
+            for n in found:
+                last[n.originator_id] = n.topic
+            start = found[-1].id + 1
+        get = self.app.repository.get
+        people = [get(key, projector_func=project) for key, t in last.items() if t == topics[0]]
+        return {p.ref: p.role for p in sorted(people, key=lambda p: p.ref) if p.role is not None}
+
+    @guarded
     def ledger(self, asset: str) -> LedgerView:
         """Escrow and clawback totals of one asset (zero for an asset never traded)."""
-        _text(asset, "asset", optional=False)
+        _text(asset, "asset", optional=False, pattern=CODE_PATTERN)
         self.projector.catch_up()
         found = ledgers(self.read, asset)
         zero = Decimal(0)
@@ -174,41 +225,42 @@ class Queries:
         appeal: str | None = None,
         complaint: str | None = None,
     ) -> list[str]:
-        """What `actor` may do now on this order, appeal or complaint: the commands the
-        rulebook would accept from its current state (amount limits are checked when the
-        command comes)."""
+        """The names of the commands `actor` may issue now on this order, appeal or complaint,
+        in the order of the command table.
+
+        The contract: `name` is listed if and only if `execute` would accept, at this moment,
+        some command of that name from `actor` on this target, with representative fields
+        (escrow.commands.allowed): each reason of `open_appeal` (`appeal_reasons` says which), each
+        outcome of `resolve_appeal`, each decision of `decide_complaint`, a new id for the
+        appeal or complaint a command creates, and the smallest amount for a command that
+        takes one (every amount rule is an upper bound: a command listed may still be refused
+        for its amount). On an order: mark_paid, cancel_order, release, open_appeal; on an
+        appeal: the appeal commands and file_complaint; on a complaint: the complaint
+        commands. Decided by the handlers `execute` runs, on copies, saving nothing; a
+        command recorded meanwhile (another process) may change the answer."""
         _text(actor, "actor", optional=False)
-        unit = self.runner.unit(self.clock.now())
-        who = unit.actor(actor)
-        now = self.clock.now()
         if complaint is not None:
-            c = self._load(Complaint, complaint)
-            situation = Situation(None, now, complaint=c)
-            found = [
-                t
-                for t in COMPLAINT.triggers(c.roles_of(who))
-                if t != "mark_overdue" and COMPLAINT.allows(t, c.state, situation)
-            ]
-            # The two decisions are one command, `decide_complaint`, with its `decision`.
-            return list(dict.fromkeys(DECISIONS.get(t, t) for t in found))
-        if appeal is not None:
-            a = self._load(Appeal, appeal)
-            o = self._load(Order, a.order)
-            roles = a.roles_of(who)
-            window = None if a.closed_at is None else a.closed_at + self.policy.complaint_window
-            situation = Situation(o, now, a, outcome=None, deadline=window)
-            return [t for t in APPEAL.triggers(roles) if APPEAL.allows(t, a.state, situation)]
-        if order is None:
-            raise ValidationError("name an order or an appeal")
-        o = self._load(Order, order)
-        roles = o.roles_of(who)
-        commands = {"mark_paid", "cancel_order", "release", "open_appeal"}
-        situation = Situation(o, now, issue="")
-        return [
-            t
-            for t in ORDER.triggers(roles)
-            if t in commands and ORDER.allows(t, o.state, situation)
-        ]
+            found = self._accepted(actor, ON_COMPLAINT, complaint=_text(complaint, "complaint"))
+        elif appeal is not None:
+            found = self._accepted(actor, ON_APPEAL, appeal=_text(appeal, "appeal"))
+        elif order is not None:
+            found = self._accepted(actor, ON_ORDER, order=_text(order, "order"))
+        else:
+            raise ValidationError("name an order, an appeal or a complaint")
+        return list(found)
+
+    @guarded
+    def appeal_reasons(self, actor: str, order: str) -> list[str]:
+        """The reasons `actor` may open an appeal for on `order` now (A3, A6, A7, C6): a
+        reason listed is one `open_appeal` accepts; empty when `allowed` leaves it out."""
+        _text(actor, "actor", optional=False)
+        found = self._accepted(actor, ("open_appeal",), order=_text(order, "order"))
+        return [c.reason for c in found.get("open_appeal", []) if isinstance(c, OpenAppeal)]
+
+    def _accepted(
+        self, actor: str, names: tuple[str, ...], **target: str
+    ) -> dict[str, list[Command]]:
+        return accepted(self.runner, self.runner.moment(self.clock.now()), actor, names, target)
 
     # --- read models ----------------------------------------------------------------------
     # Answered from the read-model tables (docs/projections.md), after pulling any event
@@ -226,8 +278,10 @@ class Queries:
     ) -> list[OrderRow]:
         """Orders newest first; `trader` matches either party; `after`: the (`created_at`,
         `order`) of the last row of the page before."""
-        for name, value in (("state", state), ("trader", trader), ("asset", asset)):
-            _text(value, name)
+        _choice(state, "state", OrderState)
+        _text(trader, "trader")
+        _text(asset, "asset", pattern=CODE_PATTERN)
+        _after(after)
         _limit(limit)
         self.projector.catch_up()
         return orders_model.query(
@@ -249,9 +303,10 @@ class Queries:
     ) -> list[QueueItem]:
         """Open appeals oldest first; `older_than` (e.g. "2h") is measured back from `at`."""
         older_than = _age(older_than)
-        for name, value in (("reason", reason), ("agent", agent), ("trader", trader)):
-            _text(value, name)
-        _text(waits_on, "waits_on")
+        _choice(reason, "reason", Reason)
+        _text(agent, "agent")
+        _text(trader, "trader")
+        _choice(waits_on, "waits_on", queue_model.WAITS_ON)
         _limit(limit)
         at = _moment(at)
         self.projector.catch_up()
@@ -312,7 +367,7 @@ class Queries:
     ) -> list[LedgerLine]:
         """Escrow movements newest first, for an order or an asset."""
         _text(order, "order")
-        _text(asset, "asset")
+        _text(asset, "asset", pattern=CODE_PATTERN)
         _limit(limit)
         self.projector.catch_up()
         return ledger_lines(self.read, order=order, asset=asset, limit=limit)

@@ -36,17 +36,13 @@ class Unit:
         recent: RecentStreams,
         now: datetime,
         policy: Policy,
-        agents: frozenset[str],
         system: bool = False,
         attempt: int = 0,
-        supervisors: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.recent = recent
         self.now = now
         self.policy = policy
-        self.agents = agents
-        self.supervisors = supervisors
         self.system = system
         self.attempt = attempt
         self._loaded: dict[UUID, EscrowAggregate | None] = {}
@@ -60,8 +56,14 @@ class Unit:
             if not self.system:
                 raise NotAuthorized("the system actor is reserved for deadlines")
             return SYSTEM_ACTOR
-        supervisor = name in self.supervisors
-        return Actor(name, is_agent=supervisor or name in self.agents, is_supervisor=supervisor)
+        return Actor(name, lookup=lambda: self.staff(name))
+
+    def staff(self, name: str) -> str | None:
+        """Whether `name` is appointed to customer service (agent, supervisor) or not (None),
+        from its trader stream: read only when a decision asks, and checked like every stream
+        this command read, so an appointment racing with the command is never half seen."""
+        found = self.find(Trader, name)
+        return None if found is None else found.role
 
     def find(self, cls: type[A], ref: str) -> A | None:
         return self.find_id(cls, stream_id(cls.KIND, ref))

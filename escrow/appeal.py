@@ -317,15 +317,16 @@ class Appeal(EscrowAggregate):
         return REASON_RULE[(self.side, self.reason)]
 
     def roles_of(self, actor: Actor) -> set[str]:
+        """Parties first, as on the order: an agent never handles an appeal they are party to."""
         if actor.is_system:
             return {Role.SYSTEM}
-        if actor.is_agent:
-            return {Role.AGENT}
         roles: set[str] = {
             r
             for r, name in ((Role.BUYER, self.buyer), (Role.SELLER, self.seller))
             if name == actor.name
         }
+        if not roles:
+            return {Role.AGENT} if actor.is_agent else set()
         if actor.name == self.opener:
             roles.add(Role.OPENER)
         return roles

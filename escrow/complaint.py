@@ -137,15 +137,15 @@ class Complaint(EscrowAggregate):
     def roles_of(self, actor: Actor) -> set[str]:
         if actor.is_system:
             return {Role.SYSTEM}
-        if actor.is_agent:
-            # E3: four eyes: the agent who resolved the appeal never reviews its complaint.
-            fresh = actor.is_supervisor and actor.name != self.resolver
-            return {Role.SUPERVISOR} if fresh else set()
         roles: set[str] = {
             r
             for r, name in ((Role.BUYER, self.buyer), (Role.SELLER, self.seller))
             if name == actor.name
         }
+        if not roles:  # parties first: nobody reviews a complaint about their own order
+            # E3: four eyes: the agent who resolved the appeal never reviews its complaint.
+            fresh = actor.is_supervisor and actor.name != self.resolver
+            return {Role.SUPERVISOR} if fresh else set()
         if actor.name == self.complainant:
             roles.add(Role.COMPLAINANT)
         return roles

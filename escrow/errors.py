@@ -98,9 +98,21 @@ class InvalidState(EscrowError):
 
 
 class ConcurrencyConflict(EscrowError):
-    """Raised only when bounded reload-and-retry kept losing races; nothing was recorded."""
+    """Raised only when bounded reload-and-retry kept losing races; nothing was recorded.
 
-    code = "invalid_state"
+    Not a refusal by the rules (the same command sent again may well be accepted), so it has
+    a code of its own, outside PRECEDENCE: a caller retries on it, never on `invalid_state`."""
+
+    code = "concurrency_conflict"
+
+
+class EngineClosed(EscrowError):
+    """A call on an engine after its `close()`: its connections are gone, nothing ran.
+
+    A programming error of the caller, told apart from a store that went away (StoreError,
+    which a later call may get past): a closed engine never opens again."""
+
+    code = "engine_closed"
 
 
 class StoreError(EscrowError):

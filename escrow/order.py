@@ -219,15 +219,18 @@ class Order(EscrowAggregate):
         return self.state in ORDER_TERMINAL
 
     def roles_of(self, actor: Actor) -> set[str]:
+        """A party acts as that party, even if appointed to customer service since (nobody
+        handles as an agent an order they are party to); anyone else is an agent or nothing."""
         if actor.is_system:
             return {Role.SYSTEM}
-        if actor.is_agent:
-            return {Role.AGENT}
-        return {
+        parties: set[str] = {
             r
             for r, name in ((Role.BUYER, self.buyer), (Role.SELLER, self.seller))
             if name == actor.name
         }
+        if parties:
+            return parties
+        return {Role.AGENT} if actor.is_agent else set()
 
     def authorize(self, trigger: str, actor: Actor, roles: set[str] | None = None) -> None:
         """O6/A9: the actor's role must be one the rulebook names for this command."""

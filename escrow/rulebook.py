@@ -123,17 +123,6 @@ class Rulebook:
         worst = min(failed, key=lambda g: PRECEDENCE.index(g.code))
         return refusal(worst.code, worst.why, worst.rule)
 
-    def allows(self, trigger: str, state: str, situation: Any) -> bool:
-        try:
-            self.decide(trigger, state, situation)
-        except EscrowError:
-            return False
-        return True
-
-    def triggers(self, roles: Iterable[str]) -> list[str]:
-        wanted = set(roles)
-        return [t for t, who in self.who.items() if who & wanted]
-
     def mermaid(self) -> str:
         """The state diagram, generated from the declared transitions themselves."""
         lines = ["stateDiagram-v2", f"    [*] --> {self.machine.initial}"]

@@ -1,7 +1,9 @@
-"""The Trader aggregate: sanctions and the P2P permissions they restrict (O7, S1–S4).
+"""The Trader aggregate, one stream per person: sanctions and the P2P permissions they
+restrict (O7, S1–S4), and whether the person is appointed to customer service.
 
-A trader's stream starts with its first sanction; a trader with no stream has never been
-sanctioned and may trade. Whether a sanction is active depends on the time asked about, so a
+A trader's stream starts with its first sanction or appointment; a person with no stream has
+never been sanctioned nor appointed, and may trade. Appointments live here because create_order
+reads both parties' streams for O7 anyway: refusing an agent as a party (O1) costs no read. Whether a sanction is active depends on the time asked about, so a
 lapsed S2 or S3 stops blocking at its expiry even before the scheduler records the expiry.
 """
 
@@ -14,7 +16,7 @@ from escrow.actors import Actor
 from escrow.errors import InvalidState
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
-from escrow.vocabulary import SANCTION_RULE, SanctionKind, Severity
+from escrow.vocabulary import SANCTION_RULE, Role, SanctionKind, Severity
 
 ONCE_ACTIVE = frozenset({SanctionKind.P2P_SUSPENSION, SanctionKind.PERMANENT_SUSPENSION})
 
@@ -27,6 +29,7 @@ class Trader(EscrowAggregate):
         ref: str
         sanctions: list[dict[str, Any]]
         partial_bans: int
+        role: str | None
 
     class Event(EscrowAggregate.Event):
         TOPIC = "escrow:Trader.Event"
@@ -40,6 +43,7 @@ class Trader(EscrowAggregate):
             aggregate.ref = self.ref
             aggregate.sanctions = []
             aggregate.partial_bans = 0
+            aggregate.role = None
 
     class Sanctioned(Event):
         TOPIC = "escrow:Trader.Sanctioned.v1"
@@ -85,9 +89,43 @@ class Trader(EscrowAggregate):
     class SanctionExpired(SanctionEnded):
         TOPIC = "escrow:Trader.SanctionExpired.v1"
 
+    class Appointed(Event):
+        """Appointed to customer service, or moved between agent and supervisor."""
+
+        TOPIC = "escrow:Trader.Appointed.v1"
+        name: str
+        supervisor: bool
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.role = Role.SUPERVISOR.value if self.supervisor else Role.AGENT.value
+
+    class Dismissed(Event):
+        TOPIC = "escrow:Trader.Dismissed.v1"
+        name: str
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            aggregate.role = None
+
     @classmethod
     def register(cls, name: str, at: datetime) -> Trader:
         return cls._start(cls.Registered, actor="platform", rule=None, at=at, ref=name)
+
+    def appoint(self, supervisor: bool, by: Actor, at: datetime) -> None:
+        """An agent (or supervisor) from now on; appointing someone to the role they hold is
+        `invalid_state` (so a repeated appointment never looks like a change)."""
+        role = Role.SUPERVISOR if supervisor else Role.AGENT
+        if self.role == role:
+            raise InvalidState(f"{self.ref} is already a{'n' if role == Role.AGENT else ''} {role}")
+        self._record(
+            self.Appointed, actor=by.name, rule=None, at=at, name=self.ref, supervisor=supervisor
+        )
+
+    def dismiss(self, by: Actor, at: datetime) -> None:
+        if self.role is None:
+            raise InvalidState(f"{self.ref} is not appointed to customer service")
+        self._record(self.Dismissed, actor=by.name, rule=None, at=at, name=self.ref)
 
     def active(self, at: datetime) -> list[dict[str, Any]]:
         return [

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
+from escrow.money import PlainDecimal
 from escrow.order import Order
 from escrow.trader import Trader
 
@@ -18,9 +19,9 @@ class View(BaseModel):
 
 
 class EscrowBalance(View):
-    locked: Decimal
-    released: Decimal
-    returned: Decimal
+    locked: PlainDecimal
+    released: PlainDecimal
+    returned: PlainDecimal
 
 
 class OrderView(View):
@@ -30,12 +31,12 @@ class OrderView(View):
     seller: str
     buyer: str
     asset: str
-    amount: Decimal
-    price: Decimal
-    reference_price: Decimal
+    amount: PlainDecimal
+    price: PlainDecimal
+    reference_price: PlainDecimal
     fiat: str
-    fiat_amount: Decimal
-    paid_amount: Decimal | None
+    fiat_amount: PlainDecimal
+    paid_amount: PlainDecimal | None
     payment_method: str
     instant: bool
     payment_deadline: datetime
@@ -76,9 +77,9 @@ class OrderView(View):
 
 
 class RefundView(View):
-    amount: Decimal
+    amount: PlainDecimal
     state: str
-    reported: Decimal | None
+    reported: PlainDecimal | None
     reference: str | None
     note: str | None
 
@@ -103,8 +104,8 @@ class AppealView(View):
     opened_at: datetime
     closed_at: datetime | None
     resolved_by: str | None
-    clawback: Decimal | None  # K1: the crypto the buyer must give back
-    recovered: Decimal  # K2
+    clawback: PlainDecimal | None  # K1: the crypto the buyer must give back
+    recovered: PlainDecimal  # K2
     clawback_state: str | None  # open, recovered, waived (K1–K3)
     complaints: list[str]  # E1, in the order they were filed
     open_complaint: str | None
@@ -147,7 +148,7 @@ class ComplaintView(View):
     complainant: str
     state: str
     decision: str | None
-    compensation: Decimal | None  # in `fiat`, owed by the platform (E4)
+    compensation: PlainDecimal | None  # in `fiat`, owed by the platform (E4)
     fiat: str
     reviewer: str | None
     resolver: str | None  # the agent who resolved the appeal, who may not review it (E3)
@@ -191,6 +192,7 @@ class TraderView(View):
     trader: str
     can_trade: bool
     sanctions: list[SanctionView]
+    staff: str | None = None  # "agent" or "supervisor" when appointed to customer service
 
     @property
     def kinds(self) -> set[str]:
@@ -201,6 +203,7 @@ class TraderView(View):
         active = [] if t is None else t.active(at)
         return cls(
             trader=name,
+            staff=None if t is None else t.role,
             can_trade=not active,
             sanctions=[
                 SanctionView(
@@ -217,11 +220,11 @@ class TraderView(View):
 
 class LedgerView(View):
     asset: str
-    in_escrow: Decimal
-    released: Decimal
-    returned: Decimal
-    clawback_owed: Decimal = Decimal(0)  # K4: open clawbacks less their recoveries
-    clawback_recovered: Decimal = Decimal(0)
+    in_escrow: PlainDecimal
+    released: PlainDecimal
+    returned: PlainDecimal
+    clawback_owed: PlainDecimal = Decimal(0)  # K4: open clawbacks less their recoveries
+    clawback_recovered: PlainDecimal = Decimal(0)
 
 
 class Recorded(View):

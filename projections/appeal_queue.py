@@ -98,6 +98,9 @@ WAITS: dict[str, tuple[str, str]] = {
     AppealState.AWAITING_FREEZE_PROOF: ("freeze_proof", "seller"),
 }
 
+# What `waits_on` may say (a query filter outside this set is a validation error).
+WAITS_ON = frozenset({w for w, _ in WAITS.values()} | {"refund_confirmation"})
+
 
 def waiting(state: str, refund_state: str | None) -> tuple[str, str]:
     if state == AppealState.AWAITING_REFUND and refund_state == RefundState.REPORTED:

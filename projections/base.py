@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.utils import resolve_topic
+from eventsourcing.utils import TopicError, resolve_topic
 
 from escrow.log import EventLog, Row
 from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
@@ -371,10 +371,15 @@ class Projector:
             model.flush(cur)
 
     def _wants(self, topic: str) -> bool:
-        """Events no model reads (command receipts) are not even decoded."""
+        """Events no model reads (command receipts) are not even decoded. A topic this
+        process cannot resolve is one no model reads either: a parallel rebuild's worker
+        imports the domain and the read models, not `commands` (where receipts live)."""
         wanted = self._wanted.get(topic)
         if wanted is None:
-            cls = resolve_topic(topic)
+            try:
+                cls = resolve_topic(topic)
+            except TopicError:
+                cls = None
             wanted = self._wanted[topic] = isinstance(cls, type) and issubclass(cls, self._read)
         return wanted
 

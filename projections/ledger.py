@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
+from escrow.money import PlainDecimal
 from escrow.order import Order
 from escrow.projections.base import Item, ReadModel
 from escrow.projections.readstore import Cursor, ReadStore
@@ -194,7 +195,7 @@ class LedgerLine(BaseModel):
     order: str
     asset: str
     movement: str  # locked | released | returned
-    amount: Decimal
+    amount: PlainDecimal
     at: datetime
     version: int  # the order event that moved it
 

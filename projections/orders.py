@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from escrow.money import PlainDecimal
 from escrow.order import Order
 from escrow.projections.base import Handlers, Item, ReadModel
 from escrow.projections.readstore import Cursor, ReadStore
@@ -178,12 +179,12 @@ class OrderRow(BaseModel):
     seller: str
     buyer: str
     asset: str
-    amount: Decimal
+    amount: PlainDecimal
     fiat: str
-    fiat_amount: Decimal
-    price: Decimal
+    fiat_amount: PlainDecimal
+    price: PlainDecimal
     payment_method: str
-    paid_amount: Decimal | None
+    paid_amount: PlainDecimal | None
     cancel_reason: str | None
     open_appeal: str | None
     appeals: int

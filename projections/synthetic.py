@@ -34,10 +34,10 @@ from escrow.order import Order
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
 from escrow.trader import Trader
-from escrow.vocabulary import Reason, SanctionKind
+from escrow.vocabulary import Reason, Role, SanctionKind
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-AGENTS = tuple(Actor(f"agent{i}", is_agent=True) for i in range(1, 6))
+AGENTS = tuple(Actor(f"agent{i}", role=Role.AGENT) for i in range(1, 6))
 Step = list[EscrowAggregate]  # what one step of a story changed
 Story = Callable[["_Deal"], Iterator[Step]]
 

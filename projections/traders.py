@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
+from escrow.money import PlainDecimal
 from escrow.order import Order
 from escrow.projections.base import Handlers, Item, ReadModel
 from escrow.projections.readstore import Cursor, ReadStore
@@ -158,6 +159,7 @@ class _Batch:
     def load(self, cur: Cursor, items: Sequence[Item]) -> None:
         """The orders the events continue, then every trader the batch will count for."""
         created, opened, registered = Order.Created, Appeal.Opened, Trader.Registered
+        appointed = Trader.Appointed
         new = {s for s, e in items if type(e) is created}
         self.orders.load(cur, [s for s, e in items if s not in new and isinstance(e, Order.Moved)])
         names: set[str] = set()
@@ -170,6 +172,8 @@ class _Batch:
                 names.add(e.opener)
             elif kind is registered:
                 names.add(e.ref)
+            elif kind is appointed:
+                names.add(e.name)
             elif stream not in new and (row := self.orders.get(stream)) is not None:
                 names.add(row["seller"])
                 names.add(row["buyer"])
@@ -245,6 +249,14 @@ def _registered(b: _Batch, stream: str, e: Any) -> None:
     b.trader(e.ref)
 
 
+def _appointed(b: _Batch, stream: str, e: Any) -> None:
+    """Staff are no traders: the row the appointment's Registered made goes, unless the
+    person traded (or was sanctioned) before, whose figures stay."""
+    row = b.traders.get(e.name)
+    if row is not None and not any(row[c] for c in COUNTERS):
+        b.traders.delete(e.name)
+
+
 def _sanctioned(b: _Batch, stream: str, e: Any) -> None:
     b.sanctions.insert(
         (stream, e.sanction),
@@ -293,6 +305,7 @@ HANDLERS: Handlers[Callable[[_Batch, str, Any], None]] = Handlers(
         Order.Moved: _order_moved,
         Appeal.Opened: _appeal_opened,
         Trader.Registered: _registered,
+        Trader.Appointed: _appointed,
         Trader.Sanctioned: _sanctioned,
         Trader.SanctionEnded: _sanction_ended,
         Appeal.ReversalConfirmed: _reversal,
@@ -315,9 +328,9 @@ class TraderStats(BaseModel):
     cancelled: int
     completed_30d: int
     cancelled_30d: int
-    completion_rate_30d: Decimal | None  # 4 decimal places, none without closed orders
-    avg_pay_seconds: Decimal | None
-    avg_release_seconds: Decimal | None
+    completion_rate_30d: PlainDecimal | None  # 4 decimal places, none without closed orders
+    avg_pay_seconds: PlainDecimal | None
+    avg_release_seconds: PlainDecimal | None
     appeals_opened: int
     appeals_won: int
     appeals_lost: int

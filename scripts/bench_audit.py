@@ -43,11 +43,12 @@ from escrow.policy import Policy
 from escrow.recording import EscrowAggregate
 from escrow.store import parse_store_url
 from escrow.trader import Trader
+from escrow.vocabulary import Role
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 ASSETS = ("USDT", "BTC", "ETH")
-AGENT = Actor("agent-ana", is_agent=True)
+AGENT = Actor("agent-ana", role=Role.AGENT)
 
 
 def minutes(n: float) -> timedelta:

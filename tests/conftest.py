@@ -19,6 +19,7 @@ import pytest
 
 from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
+from escrow.commands.staffing import appoint
 from escrow.policy import Policy
 
 PG_URL = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -104,15 +105,9 @@ def make_engine(store_url: str, clock: ManualClock) -> Iterator[Callable[..., Es
     def make(
         policy: Policy | None = None, url: str | None = None, read_models: str | None = None
     ) -> Escrow:
-        engine = Escrow(
-            url or store_url,
-            policy=policy,
-            clock=clock,
-            agents=AGENTS,
-            supervisors=SUPERVISORS,
-            read_models=read_models,
-        )
+        engine = Escrow(url or store_url, policy=policy, clock=clock, read_models=read_models)
         opened.append(engine)
+        appoint(engine, AGENTS, SUPERVISORS)  # once per store: a second engine finds them
         return engine
 
     yield make

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from escrow.commands.api import Escrow
+from escrow.commands.staffing import appoint
 from escrow.errors import EscrowError
+
+
+def staffed(engine: Escrow, agents: Iterable[str] = (), supervisors: Iterable[str] = ()) -> Escrow:
+    """The engine, with `agents` and `supervisors` appointed in its store (escrow.commands.staffing)."""
+    appoint(engine, agents, supervisors)
+    return engine
 
 
 def event_count(engine: Escrow) -> int:

@@ -28,7 +28,7 @@ from escrow.order import Order
 from escrow.recording import EscrowAggregate, stored_digest, stream_id
 from escrow.trader import Trader
 from tests.conftest import AGENTS, START
-from tests.helpers import order_fields, paid_order
+from tests.helpers import order_fields, paid_order, staffed
 
 
 def lines(report: Report) -> list[str]:
@@ -136,7 +136,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 @pytest.fixture
 def written(db_url: str, clock: ManualClock) -> Iterator[RawStore]:
     """Two released orders (3 events each) written by the engine, then the engine closed."""
-    with Escrow(db_url, clock=clock, agents=AGENTS) as engine:
+    with Escrow(db_url, clock=clock) as engine:
         for ref in ("o1", "o2"):
             paid_order(engine, ref)
             clock.advance(timedelta(minutes=1))
@@ -283,7 +283,7 @@ def test_an_altered_seal_is_caught(written: RawStore) -> None:
 
 @pytest.fixture
 def mem(clock: ManualClock) -> Iterator[Escrow]:
-    with Escrow("memory:", clock=clock, agents=AGENTS) as engine:
+    with staffed(Escrow("memory:", clock=clock), AGENTS) as engine:
         yield engine
 
 
@@ -482,7 +482,7 @@ def reversed_and_complained(engine: Escrow) -> None:
 
 @pytest.fixture
 def supervised(clock: ManualClock) -> Iterator[Escrow]:
-    with Escrow("memory:", clock=clock, agents=AGENTS, supervisors={"sam"}) as engine:
+    with staffed(Escrow("memory:", clock=clock), AGENTS, {"sam"}) as engine:
         yield engine
 
 

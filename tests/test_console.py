@@ -227,7 +227,7 @@ def test_the_routes_the_console_reads(http: httpx.Client) -> None:
     assert allowed == {
         "appeal": appeal,
         "actor": "carol",
-        "commands": ["start_review", "add_evidence"],
+        "commands": ["add_evidence", "start_review"],
     }
     assert http.get(f"/v1/appeals/{appeal}/allowed", headers=auth("eve")).status_code == 404
     bob = http.get(f"/v1/appeals/{appeal}/allowed", headers=auth("bob")).json()["commands"]

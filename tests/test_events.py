@@ -20,7 +20,7 @@ from escrow.commands.events import EventFeed
 from escrow.commands.simulation.simulate import simulate
 from escrow.order import Order
 from tests.conftest import AGENTS
-from tests.helpers import order_fields
+from tests.helpers import order_fields, staffed
 
 FIELDS = {
     "position": int,
@@ -43,7 +43,7 @@ AMOUNT = re.compile(r"^-?\d+(\.\d+)?$")  # plain notation: never 1E-7
 
 @pytest.fixture
 def simulated(store_url: str, clock: Any) -> Iterator[Escrow]:
-    engine = Escrow(store_url, clock=clock, agents=AGENTS)
+    engine = staffed(Escrow(store_url, clock=clock), AGENTS)
     simulate(engine, 60, seed=5)
     # An amount Decimal prints in scientific notation, and a receipt (not an event).
     engine.run("create_order", {**order_fields("tiny", amount="0.0000001"), "command_id": "c1"})

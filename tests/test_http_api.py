@@ -98,6 +98,33 @@ def test_a_whole_lifecycle_with_an_appeal(http: httpx.Client) -> None:
     ]
 
 
+def test_amounts_are_plain_decimal_text(http: httpx.Client) -> None:
+    """Issue 19: never `1E-7` in an answer (escrow.money.PlainDecimal)."""
+    order = new_id("o")
+    body = order_body(order, asset="BTC", amount="0.0000001", price="1")
+    created = ok(post(http, "platform", "create_order", body), 201)["order"]
+    assert (created["amount"], created["fiat_amount"]) == ("0.0000001", "0.0000001")
+    assert created["escrow"]["released"] == "0"
+    ok(post(http, "bob", "mark_paid", {"order": order}))
+    ok(post(http, "alice", "release", {"order": order}))
+    assert ok(http.get(f"/v1/orders/{order}", headers=auth("bob")))["escrow"]["released"] == (
+        "0.0000001"
+    )
+
+
+def test_only_the_platform_appoints_agents(http: httpx.Client) -> None:
+    name = new_id("agent")
+    refused(post(http, "carol", "appoint_agent", {"agent": name}), 403, "not_authorized")
+    ok(post(http, "platform", "appoint_agent", {"agent": name, "supervisor": True}), 200)
+    refused(
+        post(http, "platform", "appoint_agent", {"agent": name, "supervisor": True}),
+        409,
+        "invalid_state",
+    )
+    refused(post(http, "bob", "dismiss_agent", {"agent": name}), 403, "not_authorized")
+    ok(post(http, "platform", "dismiss_agent", {"agent": name}), 200)
+
+
 def test_each_refusal_has_its_status_code_and_rule(http: httpx.Client) -> None:
     order = paid_order(http)
     refused(post(http, "platform", "create_order", order_body(order)), 409, "duplicate_id")

@@ -43,7 +43,7 @@ from escrow.recording import stream_id
 from escrow.views import AppealView, OrderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, AppealState, OrderState
 from tests.conftest import AGENTS, REQUIRE_PG, START, _conninfo, postgres_unavailable
-from tests.helpers import order_fields, paid_order
+from tests.helpers import order_fields, paid_order, staffed
 
 TRADERS = ("ann", "ben", "cat", "dan")
 BUYER_REASONS = (
@@ -405,7 +405,7 @@ BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.pos
 def test_read_models_follow_random_commands(backend: str, data: st.DataObject, steps: int) -> None:
     with fresh_store(backend) as url:
         clock = ManualClock(START)
-        with Escrow(url, clock=clock, agents=AGENTS) as engine:
+        with staffed(Escrow(url, clock=clock), AGENTS) as engine:
             driver = Driver(engine, clock, data)
             for _ in range(steps):
                 driver.step()
@@ -427,8 +427,8 @@ def test_read_models_match_the_simulated_exchange(
     """Checked while stories are in flight (when the n-th story ends) and at the end."""
     with (
         fresh_store(backend) as url,
-        Escrow(
-            url, clock=ManualClock(START), agents=("agent-ana", "agent-ben", "agent-chen")
+        staffed(
+            Escrow(url, clock=ManualClock(START)), ("agent-ana", "agent-ben", "agent-chen")
         ) as engine,
     ):
 

@@ -36,7 +36,7 @@ from escrow.projections.runner import Runner
 from escrow.projections.synthetic import START, fill
 from escrow.store import parse_store_url
 from tests.conftest import AGENTS
-from tests.helpers import paid_order
+from tests.helpers import paid_order, staffed
 from tests.test_projections import snapshot
 
 ESCROW = str(Path(sys.executable).with_name("escrow"))
@@ -107,7 +107,7 @@ def test_a_killed_runner_resumes_and_counts_every_event_once(
     assert resumed.returncode == 0, resumed.stderr
     assert set(positions(url)) == {last}
 
-    with Escrow(url, clock=ManualClock(START), agents=AGENTS) as engine:
+    with staffed(Escrow(url, clock=ManualClock(START)), AGENTS) as engine:
         resumed_tables = snapshot(engine)
         assert len(resumed_tables["escrow_orders"]) > 2000
         engine.projector.rebuild()
@@ -176,7 +176,7 @@ def test_a_hole_in_the_ids_is_waited_for_not_skipped(pg_schema_url: str) -> None
     config = parse_store_url(pg_schema_url)
     assert config.postgres_conninfo is not None
     writer = EscrowApplication(env=config.env)  # records without projecting
-    with Escrow(pg_schema_url, clock=ManualClock(START), agents=AGENTS) as engine:
+    with staffed(Escrow(pg_schema_url, clock=ManualClock(START)), AGENTS) as engine:
         table = f'"{config.postgres_schema}"."{engine.app.recorder.events_table_name}"'
         for outcome in ("commit", "rollback"):
             held = writer.mapper.to_stored_event(new_order(f"held-{outcome}").collect_events()[0])
@@ -217,7 +217,7 @@ def cli(url: str, *args: str) -> Any:
 
 def test_views_and_projections_on_the_command_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'escrow.db'}"
-    with Escrow(url, clock=ManualClock(START), agents=AGENTS) as engine:
+    with staffed(Escrow(url, clock=ManualClock(START)), AGENTS) as engine:
         paid_order(engine, "o1")
         paid_order(engine, "o2", seller="cat", buyer="dan")
         engine.run(

@@ -49,7 +49,7 @@ from tests.conftest import (
     _conninfo,
     postgres_unavailable,
 )
-from tests.helpers import event_count
+from tests.helpers import event_count, staffed
 from tests.strategies import ASSETS, TRADERS, Step, World, draw_step
 
 Snapshot = dict[str, Any]
@@ -97,7 +97,7 @@ class Session:
     def __init__(self, url: str) -> None:
         self.url = url
         self.clock = ManualClock(START)
-        self.engine = Escrow(url, clock=self.clock, agents=AGENTS, supervisors=SUPERVISORS)
+        self.engine = staffed(Escrow(url, clock=self.clock), AGENTS, SUPERVISORS)
         self.world = World()
         # (stream id, version) -> the live aggregate's state right after a command saved it
         self.live: dict[tuple[UUID, int], Snapshot] = {}
@@ -328,7 +328,7 @@ class Session:
         if self.url == "memory:":
             self._compare(self.engine)
             return
-        with Escrow(self.url, clock=self.clock, agents=AGENTS, supervisors=SUPERVISORS) as other:
+        with staffed(Escrow(self.url, clock=self.clock), AGENTS, SUPERVISORS) as other:
             self._compare(other)
             # Read models rebuilt from the first event agree with the ones kept during the run.
             kept = [self.engine.ledger(a) for a in ASSETS]

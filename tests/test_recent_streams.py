@@ -16,7 +16,7 @@ from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 from tests.conftest import AGENTS, START
-from tests.helpers import assert_order, do, event_count, order_fields, paid_order, refused
+from tests.helpers import assert_order, do, event_count, order_fields, paid_order, refused, staffed
 from tests.strategies import Step, World, draw_step
 from tests.test_properties import SETTINGS, fresh_store, require_postgres
 
@@ -113,8 +113,8 @@ def play_turns(backend: str, data: st.DataObject) -> None:
     engine of its own that keeps nothing: each must do exactly what the latter does."""
     with fresh_store(backend) as shared, fresh_store(backend) as alone:
         clock = ManualClock(START)
-        turns = [Escrow(shared, clock=clock, agents=AGENTS) for _ in range(2)]
-        fresh = Escrow(alone, clock=clock, agents=AGENTS, recent_streams=0)
+        turns = [staffed(Escrow(shared, clock=clock), AGENTS) for _ in range(2)]
+        fresh = staffed(Escrow(alone, clock=clock, recent_streams=0), AGENTS)
         world = World()
         try:
             for _ in range(data.draw(st.integers(20, 60), label="steps")):

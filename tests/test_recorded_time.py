@@ -17,7 +17,7 @@ from escrow.commands.audit.verify import verify
 from escrow.order import Order
 from escrow.recording import stream_id
 from tests.conftest import AGENTS, START
-from tests.helpers import event_count, order_fields, paid_order
+from tests.helpers import event_count, order_fields, paid_order, staffed
 
 
 def times(engine: Escrow) -> list[datetime]:
@@ -68,7 +68,7 @@ def shared(store_url: str, clock: ManualClock) -> Iterator[Callable[[ManualClock
     opened: list[Escrow] = []
 
     def open_with(other: ManualClock) -> Escrow:
-        opened.append(Escrow(store_url, clock=other, agents=AGENTS))
+        opened.append(staffed(Escrow(store_url, clock=other), AGENTS))
         return opened[-1]
 
     yield open_with
@@ -106,7 +106,7 @@ def test_an_engine_whose_clock_steps_back_records_at_its_latest_time(store_url: 
 
 
 def test_verify_names_a_step_back_in_a_stream_and_in_the_log(clock: ManualClock) -> None:
-    with Escrow("memory:", clock=clock, agents=AGENTS) as engine:
+    with staffed(Escrow("memory:", clock=clock), AGENTS) as engine:
         paid_order(engine, "o1")
         clock.advance(timedelta(hours=1))
         engine.run("create_order", order_fields("o2"))

@@ -20,6 +20,7 @@ from escrow.commands.simulation.simulate import simulate
 from escrow.projections.readstore import ReadStore
 from escrow.store import parse_store_url
 from tests.conftest import AGENTS, START
+from tests.helpers import staffed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ def test_kill_9_at_random_instants_never_skips_or_repeats(
         if backend == "sqlite"
         else str(request.getfixturevalue("pg_schema_url"))
     )
-    with Escrow(url, clock=ManualClock(START), agents=AGENTS, read_models="deferred") as engine:
+    with staffed(Escrow(url, clock=ManualClock(START), read_models="deferred"), AGENTS) as engine:
         simulate(engine, 120, seed=7)
         rng = random.Random(16)
         code = CHILD.format(root=str(ROOT))

@@ -33,6 +33,7 @@ from escrow.complaint import Complaint
 from escrow.errors import NotFound, ValidationError
 from escrow.faults import store_faults
 from escrow.log import EventLog
+from escrow.money import plain_amount
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.store import StoreConfig, parse_store_url
@@ -78,7 +79,7 @@ def kind_of(topic: str) -> str:
 def plain(value: Any) -> Any:
     """JSON-ready: amounts as exact decimal strings, times in ISO 8601, ids as text."""
     if isinstance(value, Decimal):
-        return format(value, "f")  # 1E-18 written out: 0.000000000000000001
+        return plain_amount(value)  # 1E-18 written out: 0.000000000000000001
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -466,6 +467,15 @@ def _entries(history: History, kind: str, ref: str) -> list[Entry]:
         entry(nid, kind, ref, key, v, t, history.decode(state))
         for nid, v, t, state in history.stream_rows(key)
     ]
+
+
+def trader_timeline(history: History, name: str) -> list[Entry]:
+    """Every event of a person's trader stream: sanctions, and appointments to customer
+    service (`Trader.Appointed`, `Trader.Dismissed`)."""
+    out = _entries(history, "trader", name)
+    if not out:
+        raise NotFound(f"no trader {name!r}")
+    return out
 
 
 def timeline(history: History, order: str) -> list[Entry]:

@@ -35,7 +35,7 @@ O_ASSET, O_AMOUNT, O_DEADLINE, O_STATE, O_SETTLED, O_OPEN, O_ISSUES, O_EXPIRED =
 A_REF, A_BUYER, A_SELLER, A_REASON, A_STATE, A_FREEZE, A_FROZEN, A_PROOF = range(3, 11)
 A_CLAWBACK, A_RECOVERED, A_CLAWBACK_OPEN = range(11, 14)
 C_FIAT_AMOUNT, C_DECISION = 3, 4
-T_REF, T_SANCTIONS = 3, 4
+T_REF, T_SANCTIONS, T_STAFF = 3, 4, 5
 RELEASED, RETURNED = 1, 2
 WINDOW_OPEN, WINDOW_CLOSED, WINDOW_PROVEN = 0, 1, 2
 S_KIND, S_EXPIRES, S_ENDED = range(3)
@@ -52,6 +52,8 @@ def _word(text: str) -> str:
 def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
+
+PLATFORM = "platform"  # the actor of commands with no `by` (create_order, appoint_agent)
 
 Handler = Callable[[list[Any], str, int, str, dict[str, Any]], object]
 
@@ -94,6 +96,8 @@ class Invariants:
                 Trader.Sanctioned.TOPIC: self._sanctioned,
                 Trader.SanctionExpired.TOPIC: self._sanction_expired,
                 Trader.SanctionLifted.TOPIC: self._sanction_lifted,
+                Trader.Appointed.TOPIC: self._staffing,
+                Trader.Dismissed.TOPIC: self._staffing,
                 Appeal.ReversalConfirmed.TOPIC: self._reversal_confirmed,
                 Appeal.RecoveryRecorded.TOPIC: self._recovery_recorded,
                 Appeal.ClawbackWaived.TOPIC: self._clawback_waived,
@@ -419,7 +423,21 @@ class Invariants:
     def _trader_registered(
         self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
     ) -> None:
-        self.streams[stream] = [s[V], s[CHAIN], TRADER, f["ref"], {}]
+        self.streams[stream] = [s[V], s[CHAIN], TRADER, f["ref"], {}, None]
+
+    def _staffing(
+        self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]
+    ) -> None:
+        """Appointments and dismissals are the platform's, each a change of role."""
+        if s[K] != TRADER:
+            return
+        role = _word("supervisor" if f["supervisor"] else "agent") if "supervisor" in f else None
+        if f.get("actor") != PLATFORM:
+            self.find(stream, version, "staff", f"staffed by {f.get('actor')!r}, not the platform")
+        if s[T_STAFF] == role:
+            what = f"appointed {role} again" if role else "dismissed but not appointed"
+            self.find(stream, version, "staff", f"{s[T_REF]} {what}")
+        s[T_STAFF] = role
 
     def _sanctioned(
         self, s: list[Any], stream: str, version: int, at: str, f: dict[str, Any]

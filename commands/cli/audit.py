@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,20 @@ from escrow.commands.audit.history import (
     event_name,
     load_seal,
     parse_moment,
+    plain,
     seal,
     snapshot,
     stamp,
     timeline,
     to_json,
+    trader_timeline,
 )
 from escrow.commands.audit.report import Report
 from escrow.commands.audit.verify import default_jobs, verify_store
 from escrow.commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
+from escrow.money import plain_amount
 from escrow.recording import stream_id
 
 KIND = click.Choice(["order", "appeal", "trader", "complaint"])
@@ -98,7 +102,9 @@ def _value(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(plain(value), ensure_ascii=False)
+    if isinstance(value, Decimal):
+        return plain_amount(value)
     return str(value)
 
 
@@ -232,26 +238,28 @@ def diff_command(
 
 @audit.command(name="timeline")
 @uses_store()
-@click.argument("kind", type=click.Choice(["order"]))
+@click.argument("kind", type=click.Choice(["order", "trader"]))
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every decoded field).")
 @click.pass_context
 def timeline_command(ctx: click.Context, kind: str, ref: str, as_json: bool) -> None:
-    """Every event of an order, its appeals and the sanctions they caused, in time order.
+    """Every event of an order, its appeals and the sanctions they caused, in time order; or
+    of a trader's stream (sanctions, appointments to customer service).
 
     \b
       escrow audit timeline order P2P-123
       escrow audit timeline order P2P-123 --json
+      escrow audit timeline trader carol
     """
     with _history(ctx) as history:
         try:
-            entries = timeline(history, ref)
+            entries = timeline(history, ref) if kind == "order" else trader_timeline(history, ref)
         except EscrowError as e:
             raise AuditError(e.message) from None
     if as_json:
         click.echo(to_json([item.as_json() for item in entries], indent=2))
         return
-    table = Table(title=f"order {escape(ref)}: timeline", title_justify="left")
+    table = Table(title=f"{kind} {escape(ref)}: timeline", title_justify="left")
     for column in ("time", "stream", "v", "event", "actor", "rule", "state", "amounts"):
         table.add_column(column, no_wrap=column in ("time", "event"))
     for item in entries:
@@ -268,7 +276,7 @@ def _row(e: Entry) -> list[str]:
         escape(e.actor or ""),
         e.rule or "",
         e.state or "",
-        escape(" ".join(f"{k}={v}" for k, v in e.amounts.items())),
+        escape(" ".join(f"{k}={plain_amount(v)}" for k, v in e.amounts.items())),
     ]
 
 

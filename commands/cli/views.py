@@ -95,7 +95,10 @@ def _time(value: datetime | None) -> str:
 
 
 def _num(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,f}"
+    """Plain digits with thousands separators; a zero is `0` whatever its exponent."""
+    if value is None:
+        return ""
+    return f"{value:,f}" if value else "0"
 
 
 def _text(value: object) -> str:

@@ -21,7 +21,9 @@ FROM_ELSEWHERE = {
     "by": "the actor is the token's principal, never a field of the body",
     "command_id": "send it as the Idempotency-Key header",
 }
-PLATFORM_ONLY = frozenset({"create_order"})  # commands with no `by`: the exchange issues them
+PLATFORM_ONLY = frozenset(
+    {"create_order", "appoint_agent", "dismiss_agent"}
+)  # commands with no `by`: the exchange issues them
 REF = "#/components/schemas/{model}"
 
 

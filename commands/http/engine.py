@@ -15,6 +15,7 @@ from escrow.clock import SystemClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.http.keys import Keys
+from escrow.commands.staffing import appoint
 
 
 class StoreUnavailable(Exception):
@@ -43,12 +44,13 @@ class Engine:
                 if time.monotonic() - self._failed_at < RETRY_AFTER:
                     raise StoreUnavailable(self._failure)
                 try:
-                    self._escrow = Escrow(
-                        self.store,
-                        clock=SystemClock(),
-                        agents=self.keys.agents,
-                        supervisors=self.keys.supervisors,
-                    )
+                    escrow = Escrow(self.store, clock=SystemClock())
+                    try:  # the keys file's staff, recorded once whichever server starts first
+                        appoint(escrow, self.keys.agents, self.keys.supervisors)
+                    except BaseException:
+                        escrow.close()
+                        raise
+                    self._escrow = escrow
                 except Exception as e:  # whatever the driver raises: the store is not there
                     self._failed_at, self._failure = time.monotonic(), str(e)
                     raise StoreUnavailable(self._failure) from e

@@ -17,7 +17,7 @@ import yaml
 
 Role = Literal["platform", "agent", "supervisor", "trader"]
 ROLES: tuple[str, ...] = get_args(Role)
-STAFF = frozenset({"agent", "supervisor"})  # customer service: the engine's `agents`
+STAFF = frozenset({"agent", "supervisor"})  # customer service, appointed in the store at start
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Keys:
 
     @property
     def agents(self) -> frozenset[str]:
-        """Agents and supervisors: the customer service the engine knows as `agents`."""
+        """Agents and supervisors: appointed in the store when the server opens it."""
         return frozenset(p.name for _, p in self._entries if p.role in STAFF)
 
     @property

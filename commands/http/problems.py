@@ -17,14 +17,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from escrow.commands.models import InvalidCommand
-from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
+from escrow.errors import EscrowError, ValidationError
 
 log = logging.getLogger("escrow.http")
 
 MEDIA_TYPE = "application/problem+json"
 
 # Engine codes that are not a rule's refusal (409); http.md's table.
-STATUS = {"validation_error": 422, "not_found": 404, "not_authorized": 403}
+STATUS = {
+    "validation_error": 422,
+    "not_found": 404,
+    "not_authorized": 403,
+    "engine_closed": 503,  # the server is shutting down
+}
 
 # What a store that does not answer raises, from the library or the drivers beneath it.
 UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -89,8 +94,6 @@ def problem(
 
 def refusal(error: EscrowError) -> Response:
     """An engine refusal: its code, its rule, and for bad input the fields and why."""
-    if isinstance(error, ConcurrencyConflict):
-        return problem(409, error.code, error.message, rule=error.rule)
     errors = error.fields if isinstance(error, InvalidCommand | BadParameter) else None
     if error.code == "validation_error" and errors is None:
         errors = []

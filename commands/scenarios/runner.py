@@ -24,6 +24,7 @@ import psycopg
 from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
+from escrow.commands.staffing import appoint
 from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.projections.deadlines import Deadlines, stamp
 from escrow.store import mask, parse_store_url
@@ -199,16 +200,14 @@ def run_scenario(
     with place as url:
         clock = ManualClock(scenario.start)
         try:
-            engine = Escrow(
-                url,
-                policy=scenario.policy,
-                clock=clock,
-                agents=scenario.agents,
-                supervisors=scenario.supervisors,
-            )
+            engine = Escrow(url, policy=scenario.policy, clock=clock)
         except StoreError as e:  # a store that cannot be opened says nothing about the rules
             raise StoreUnavailable(f"cannot open the store: {e}") from None
         try:
+            try:  # the file's `agents:` and `supervisors:`: appointed before the first step
+                appoint(engine, scenario.agents, scenario.supervisors)
+            except StoreError as e:
+                raise StoreUnavailable(f"appointing the agents: {e}") from None
             for step in scenario.steps:
                 result.steps_run += 1
                 try:

@@ -28,8 +28,10 @@ from escrow.clock import ManualClock
 from escrow.commands.api import Escrow
 from escrow.commands.simulation.deal import Act, Beat, Deal, Settle
 from escrow.commands.simulation.stories import MIX, TICK_EVERY, Story, suspended_attempt
+from escrow.commands.staffing import appoint
 from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.views import Outcome
+from escrow.vocabulary import Role
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 AGENTS = ("agent-ana", "agent-ben", "agent-chen")
@@ -104,7 +106,8 @@ class _Driver:
     def __init__(self, engine: Escrow, orders: int, seed: int, progress: Progress | None) -> None:
         if not isinstance(engine.clock, ManualClock):
             raise TypeError("simulate needs an engine on a ManualClock (simulated time)")
-        if not engine.agents:
+        staff = engine.staff()
+        if not staff:
             raise ValueError("simulate needs an engine with at least one customer-service agent")
         if orders < 1:
             raise ValueError("simulate at least one order")
@@ -115,8 +118,8 @@ class _Driver:
         self.progress = progress
         self.rng = random.Random(seed)
         self.prefix = f"s{seed}-"
-        self.agents = sorted(engine.agents)
-        self.supervisors = sorted(engine.runner.supervisors)
+        self.agents = sorted(staff)
+        self.supervisors = sorted(n for n, role in staff.items() if role == Role.SUPERVISOR)
         self.pool = max(10, orders // 8)
         self.blocked: dict[str, datetime | None] = {}  # trader -> until (None: until lifted)
         self.summary = Summary(seed=seed, orders=orders)
@@ -349,4 +352,6 @@ def simulate(
 def simulation_engine(store: str = "memory:", start: datetime = START) -> Escrow:
     """An engine ready for `simulate`: the given store, a manual clock, three agents, two of
     them supervisors."""
-    return Escrow(store, clock=ManualClock(start), agents=AGENTS, supervisors=SUPERVISORS)
+    engine = Escrow(store, clock=ManualClock(start))
+    appoint(engine, AGENTS, SUPERVISORS)
+    return engine

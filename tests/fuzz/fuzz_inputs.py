@@ -27,6 +27,7 @@ with atheris.instrument_imports(include=["commands", "escrow", "projections"]):
     from escrow.commands.models import parse_command
     from escrow.commands.scenarios.format import ScenarioFileError, parse
     from escrow.commands.scenarios.runner import run_scenario
+    from escrow.commands.staffing import appoint
     from escrow.durations import bounded_duration
     from escrow.errors import EscrowError, StoreError, ValidationError
     from escrow.store import mask, parse_store_url
@@ -39,7 +40,8 @@ def engine() -> Escrow:
     """One memory engine for every command input, with an order and an appeal to act on."""
     global _engine
     if _engine is None:
-        _engine = Escrow("memory:", agents={"carol"})
+        _engine = Escrow("memory:")
+        appoint(_engine, {"carol"})
         _engine.run(
             "create_order",
             {
