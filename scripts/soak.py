@@ -399,7 +399,7 @@ def _command_events(engine: Escrow) -> list[tuple[str, str, int]]:
             kind = kind_of(topic)
             if kind == Receipt.KIND or fields.get("actor") == SYSTEM:
                 continue
-            if kind == "trader" and refs[key] in AGENTS:
+            if kind == "trader" and refs[key] in (*AGENTS, SUPERVISOR):
                 continue  # the appointments each process makes as it opens (_staffed)
             found.append((kind, refs[key], version))
     return found
