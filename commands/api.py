@@ -11,9 +11,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from commands.bootstrap import guarded, wire
 from commands.deadlines import fire_due
 from commands.execution import CommandRunner
+from commands.metrics import CommandMetrics, EscrowCollector
 from commands.models import Command, parse_command
 from commands.queries import Queries
 from commands.recent import STREAMS, RecentStreams
@@ -35,6 +38,7 @@ class Escrow(Queries):
         read_models: str | None = None,
         recent_streams: int = STREAMS,
         create: bool = True,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         """`read_models`: "inline" or "deferred" (default: by backend, see
         commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
@@ -43,7 +47,9 @@ class Escrow(Queries):
         exist (a tool that only reads must not leave an empty store behind a typo); else
         StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors).
         `supervisors`: agents who also handle complaints (E3); each is an agent whether or not
-        `agents` names it."""
+        `agents` names it. `metrics`: a prometheus_client registry to publish the engine's
+        metrics in (commands.metrics; one engine per registry), e.g. the backend's own
+        `prometheus_client.REGISTRY`; none are counted without it."""
         if policy is not None and not isinstance(policy, Policy):
             raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")
         try:
@@ -64,11 +70,23 @@ class Escrow(Queries):
             or recent_streams < 0
         ):
             raise ValidationError("recent_streams is a whole number, 0 or more")
+        if metrics is not None and not isinstance(metrics, CollectorRegistry):
+            raise ValidationError(f"metrics is a CollectorRegistry, not {type(metrics).__name__}")
+        counted = None if metrics is None else CommandMetrics()
         wiring = wire(store, read_models, create)
         runner = CommandRunner(
-            wiring, RecentStreams(recent_streams), policy or Policy(), names, heads
+            wiring, RecentStreams(recent_streams), policy or Policy(), names, heads, counted
         )
         super().__init__(wiring, runner, clock or SystemClock())
+        self._published: tuple[CollectorRegistry, EscrowCollector] | None = None
+        if metrics is not None and counted is not None:
+            collector = EscrowCollector(self, counted)
+            try:
+                metrics.register(collector)
+            except ValueError as e:  # its names are taken: another engine publishes there
+                self.close()
+                raise ValidationError(f"metrics: {e}; give each engine a registry") from e
+            self._published = (metrics, collector)
 
     def __enter__(self) -> Escrow:
         return self
@@ -77,6 +95,10 @@ class Escrow(Queries):
         self.close()
 
     def close(self) -> None:
+        if self._published is not None:
+            registry, collector = self._published
+            registry.unregister(collector)
+            self._published = None
         self.wiring.close()
 
     @guarded

@@ -33,6 +33,7 @@ from rich.table import Table
 
 from commands.api import Escrow
 from commands.cli.store import store_of, uses_store
+from commands.logs import configure
 from escrow.application import EscrowApplication
 from escrow.clock import bounded
 from escrow.durations import bounded_duration, format_duration
@@ -387,6 +388,7 @@ def run(
     """Follow the event log and project new events as they are committed (Ctrl-C stops
     after the batch in hand; a killed runner resumes where its last batch committed)."""
     _check_names(names)
+    configure()  # a service: INFO unless ESCROW_LOG_LEVEL says otherwise (checked by `escrow`)
     console = _console()
     try:
         runner = Runner(store_of(ctx), names=names, batch=batch, poll=poll)

@@ -11,10 +11,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from commands.api import Escrow
 from commands.audit.history import History
 from commands.http.keys import Keys
 from escrow.clock import SystemClock
+from escrow.policy import Policy
 
 
 class StoreUnavailable(Exception):
@@ -28,6 +31,8 @@ RETRY_AFTER = 5.0  # seconds between two attempts to open an unreachable store
 class Engine:
     store: str
     keys: Keys
+    metrics: CollectorRegistry | None = None  # where the engine publishes its metrics
+    policy: Policy | None = None  # None: the defaults of rules.md
     _escrow: Escrow | None = None
     _history: History | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,9 +50,11 @@ class Engine:
                 try:
                     self._escrow = Escrow(
                         self.store,
+                        policy=self.policy,
                         clock=SystemClock(),
                         agents=self.keys.agents,
                         supervisors=self.keys.supervisors,
+                        metrics=self.metrics,
                     )
                 except Exception as e:  # whatever the driver raises: the store is not there
                     self._failed_at, self._failure = time.monotonic(), str(e)
