@@ -3,16 +3,27 @@ changes, on stores with and without the version table, once under concurrent ope
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
-from commands import Escrow
+from commands import CreateOrder, Escrow, ManualClock, MarkPaid, OpenAppeal
+from commands.audit.history import History
+from commands.audit.verify import verify
 from commands.simulation.simulate import simulate, simulation_engine
+from escrow.order import Order
+from escrow.recording import stream_id
 from projections.catalog import read_models
 from projections.orders import Orders
+from tests.helpers import order_fields
 from tests.test_projections import fresh_store
 
 Tables = dict[str, list[str]]
@@ -134,3 +145,61 @@ def test_concurrent_openings_rebuild_once(
     finally:
         for engine in opened:
             engine.close()
+
+
+# --- event schema versions: an upcaster, on a store written by the previous version ---------
+
+# Written by the code before Order.AppealOpened recorded the reason (class version 1), with
+# the script in its header; the events as stored, one JSON object per line.
+BEFORE = Path(__file__).parent / "fixtures" / "store-before-appeal-reason.jsonl"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A store holding exactly the events the previous version stored."""
+    rows = [json.loads(line) for line in BEFORE.read_text().splitlines() if line.startswith("{")]
+    with fresh_store(request.param) as url:
+        with Escrow(url) as engine:
+            engine.app.recorder.insert_events(
+                [
+                    StoredEvent(UUID(r["stream"]), r["version"], r["topic"], r["state"].encode())
+                    for r in rows
+                ]
+            )
+        yield url
+
+
+def appeal_openings(engine: Escrow, order: str) -> list[Any]:
+    events = engine.app.repository.event_store.get(stream_id("order", order))
+    return [e for e in events if isinstance(e, Order.AppealOpened)]
+
+
+def test_old_events_are_upcast_and_still_verify(old_store: str, clock: ManualClock) -> None:
+    clock.set(datetime(2026, 3, 1, 11, 0, tzinfo=UTC))
+    with Escrow(old_store, clock=clock, agents={"carol"}) as engine:
+        assert engine.order("P2P-1").state == "completed"
+        assert engine.order("P2P-2").state == "in_appeal"
+        assert [o.order for o in engine.orders(state="in_appeal")] == ["P2P-2"]
+        (old,) = appeal_openings(engine, "P2P-1")
+        assert (old.appeal, old.reason) == ("AP-1", None)  # v1: not recorded on the order
+        engine.execute(CreateOrder(**order_fields("P2P-3")))
+        engine.execute(MarkPaid(order="P2P-3", by="bob"))
+        engine.execute(
+            OpenAppeal(order="P2P-3", by="bob", reason="seller_not_releasing", appeal="AP-3")
+        )
+        (new,) = appeal_openings(engine, "P2P-3")
+        assert new.reason == "seller_not_releasing"
+        stored = [
+            json.loads(e.state)
+            for order in ("P2P-1", "P2P-2", "P2P-3")
+            for e in engine.app.recorder.select_events(stream_id("order", order))
+            if e.topic == Order.AppealOpened.TOPIC
+        ]
+    assert [s.get("class_version", 1) for s in stored] == [1, 1, 2]  # old ones left as stored
+    assert "reason" not in stored[0] and stored[2]["reason"] == "seller_not_releasing"
+    history = History.open(old_store)
+    try:
+        report = verify(history)
+    finally:
+        history.close()
+    assert report.clean, [f.message for f in report.findings]
