@@ -234,6 +234,10 @@ def test_serve_metrics_move_with_commands_and_refusals(kind: str, tmp_path: Path
         ]
     loggers = {line["logger"] for line in logged}
     assert {"escrow.commands", "escrow.http.access"} <= loggers
+    access = [line for line in logged if line["logger"] == "escrow.http.access"]
+    assert {"method": "POST", "route": "/v1/commands/release", "status": 409} in [
+        {k: line.get(k) for k in ("method", "route", "status")} for line in access
+    ]
     accepted = next(line for line in logged if line["logger"] == "escrow.commands")
     assert accepted["command"] == "create_order" and accepted["refs"] == {"order": "srv-1"}
     assert all("tok-" not in json.dumps(line) for line in logged)  # never a token
