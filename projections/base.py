@@ -182,17 +182,24 @@ class Projector:
         with store.transaction() as cur:
             store.creating(cur)
             cur.execute(TRACKING_DDL)
-            self._upgrade(cur)
+            # The models' tracking rows first, locked (PostgreSQL): this waits for the batch a
+            # running projector has in hand and keeps its next one from starting, so that
+            # no projector is writing the tables while this transaction locks them (even
+            # CREATE INDEX IF NOT EXISTS takes a share lock): either order would deadlock.
+            tracked = set(self.positions(cur))
+            self._upgrade(cur, tracked)
+            for model in self.models:
+                if model.name not in tracked:
+                    cur.execute(
+                        "INSERT INTO escrow_tracking (name, position) VALUES (?, 0) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        [model.name],
+                    )
             for model in self.models:
                 for statement in [*model.ddl(store), *model.indexes(store)]:
                     cur.execute(statement)
-                cur.execute(
-                    "INSERT INTO escrow_tracking (name, position) VALUES (?, 0) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    [model.name],
-                )
 
-    def _upgrade(self, cur: Cursor) -> None:
+    def _upgrade(self, cur: Cursor, tracked: set[str]) -> None:
         """Drop the tables of every model whose stored schema version is not the code's, and
         set it back to the first event: the catch-up that follows any opening rebuilds it
         from the log. Done inside the table-creating transaction, so one process does it and
@@ -202,8 +209,6 @@ class Projector:
         cur.execute(VERSIONS_DDL)
         cur.execute("SELECT name, version FROM escrow_read_models")
         stored = {name: int(version) for name, version in cur.fetchall()}
-        cur.execute("SELECT name FROM escrow_tracking")
-        tracked = {name for (name,) in cur.fetchall()}
         for model in self.models:
             was = stored.get(model.name)
             if was is None:
@@ -223,8 +228,8 @@ class Projector:
                 model.version,
                 extra={"model": model.name, "stored_version": was, "version": model.version},
             )
-            drop(cur, model)
             cur.execute("UPDATE escrow_tracking SET position = 0 WHERE name = ?", [model.name])
+            drop(cur, model)
             cur.execute(
                 "UPDATE escrow_read_models SET version = ? WHERE name = ?",
                 [model.version, model.name],
