@@ -1,4 +1,4 @@
-"""The public API, imported from one place: `from commands import Escrow, CreateOrder, ...`.
+"""The public API, imported from one place: `from escrow.commands import Escrow, CreateOrder, ...`.
 
 Everything an embedding backend needs is named here: the engine, the command models, the
 refusals, the clocks, the policy, the views the queries answer, and the event feed with its
@@ -6,9 +6,14 @@ extension point (`EventHandler` run by a `Subscription`, docs/events.md). The mo
 may move; these imports stay.
 """
 
-from commands.api import Escrow
-from commands.events import EventFeed, event_json
-from commands.models import (
+from escrow.clock import (
+    Clock,
+    ManualClock,
+    SystemClock,
+)
+from escrow.commands.api import Escrow
+from escrow.commands.events import EventFeed, event_json
+from escrow.commands.models import (
     AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
@@ -41,12 +46,7 @@ from commands.models import (
     WithdrawComplaint,
     parse_command,
 )
-from commands.subscription import EventHandler, Subscription
-from escrow.clock import (
-    Clock,
-    ManualClock,
-    SystemClock,
-)
+from escrow.commands.subscription import EventHandler, Subscription
 from escrow.errors import (
     AmountExceedsLimit,
     AppealAlreadyOpen,
@@ -66,6 +66,11 @@ from escrow.errors import (
     ValidationError,
 )
 from escrow.policy import Policy
+from escrow.projections.appeal_queue import QueueItem
+from escrow.projections.ledger import LedgerLine
+from escrow.projections.orders import OrderRow
+from escrow.projections.readstore import Cursor
+from escrow.projections.traders import TraderStats
 from escrow.views import (
     AppealView,
     ComplaintView,
@@ -78,11 +83,6 @@ from escrow.views import (
     SanctionView,
     TraderView,
 )
-from projections.appeal_queue import QueueItem
-from projections.ledger import LedgerLine
-from projections.orders import OrderRow
-from projections.readstore import Cursor
-from projections.traders import TraderStats
 
 __all__ = [
     "AddComplaintEvidence",

@@ -1,7 +1,7 @@
 """The embedding API: `Escrow(store_url, policy=, clock=, agents=, supervisors=)` with `execute(command)`,
-the queries and `tick(now)`. A thin front over the wiring (commands.bootstrap), the command
-runner (commands.execution), the deadlines (commands.deadlines) and the queries
-(commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
+the queries and `tick(now)`. A thin front over the wiring (escrow.commands.bootstrap), the command
+runner (escrow.commands.execution), the deadlines (escrow.commands.deadlines) and the queries
+(escrow.commands.queries). Thread-safe; a version clash reloads and decides again (bounded), so two
 racing commands end as one winner and one clean refusal.
 """
 
@@ -13,14 +13,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from commands.bootstrap import guarded, wire
-from commands.deadlines import fire_due
-from commands.execution import CommandRunner
-from commands.metrics import CommandMetrics, EscrowCollector
-from commands.models import Command, parse_command
-from commands.queries import Queries
-from commands.recent import STREAMS, RecentStreams
 from escrow.clock import Clock, SystemClock, bounded
+from escrow.commands.bootstrap import guarded, wire
+from escrow.commands.deadlines import fire_due
+from escrow.commands.execution import CommandRunner
+from escrow.commands.metrics import CommandMetrics, EscrowCollector
+from escrow.commands.models import Command, parse_command
+from escrow.commands.queries import Queries
+from escrow.commands.recent import STREAMS, RecentStreams
 from escrow.errors import ValidationError
 from escrow.policy import Policy
 from escrow.views import Outcome
@@ -41,14 +41,14 @@ class Escrow(Queries):
         metrics: CollectorRegistry | None = None,
     ) -> None:
         """`read_models`: "inline" or "deferred" (default: by backend, see
-        commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
+        escrow.commands.bootstrap.READ_MODELS). `recent_streams`: how many of the aggregates it saved
         last the engine keeps in memory, to decide the next command on them without reading
-        them back (commands.recent; 0 keeps none). `create` False: the store must already
+        them back (escrow.commands.recent; 0 keeps none). `create` False: the store must already
         exist (a tool that only reads must not leave an empty store behind a typo); else
         StoreNotFound. A store that cannot be used raises a StoreError (escrow.errors).
         `supervisors`: agents who also handle complaints (E3); each is an agent whether or not
         `agents` names it. `metrics`: a prometheus_client registry to publish the engine's
-        metrics in (commands.metrics; one engine per registry), e.g. the backend's own
+        metrics in (escrow.commands.metrics; one engine per registry), e.g. the backend's own
         `prometheus_client.REGISTRY`; none are counted without it."""
         if policy is not None and not isinstance(policy, Policy):
             raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")

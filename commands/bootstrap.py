@@ -15,11 +15,11 @@ from eventsourcing.utils import get_topic
 from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import StoreConnectionLost, StoreUnreachable, ValidationError
 from escrow.faults import store_faults, translate
+from escrow.projections import catalog
+from escrow.projections.base import Projector
+from escrow.projections.inline import InlineSQLiteRecorder
+from escrow.projections.readstore import ReadStore
 from escrow.store import StoreConfig, parse_store_url
-from projections import catalog
-from projections.base import Projector
-from projections.inline import InlineSQLiteRecorder
-from projections.readstore import ReadStore
 
 INLINE = "inline"  # read models are up to date when a command returns
 DEFERRED = "deferred"  # brought up to date before any read-model query or tick

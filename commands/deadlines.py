@@ -9,8 +9,10 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.execution import CommandRunner
-from commands.system import (
+from escrow.appeal import Appeal
+from escrow.application import EscrowApplication, project
+from escrow.commands.execution import CommandRunner
+from escrow.commands.system import (
     CloseFreezeWindow,
     ExpirePaymentProof,
     ExpirePaymentWindow,
@@ -18,15 +20,10 @@ from commands.system import (
     MarkComplaintOverdue,
     SystemCommand,
 )
-from escrow.appeal import Appeal
-from escrow.application import EscrowApplication, project
 from escrow.complaint import Complaint
 from escrow.errors import EscrowError
 from escrow.order import Order
-from escrow.recording import EscrowAggregate
-from escrow.trader import Trader
-from escrow.views import Outcome
-from projections.deadlines import (
+from escrow.projections.deadlines import (
     COMPLAINT_RESPONSE,
     FREEZE_WINDOW,
     PAYMENT_PROOF,
@@ -34,6 +31,9 @@ from projections.deadlines import (
     SANCTION_EXPIRY,
     due,
 )
+from escrow.recording import EscrowAggregate
+from escrow.trader import Trader
+from escrow.views import Outcome
 
 log = logging.getLogger("escrow.deadlines")
 

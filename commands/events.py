@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from commands.audit.history import History, kind_of, plain, stamp
+from escrow.commands.audit.history import History, kind_of, plain, stamp
 from escrow.log import PAGE, Row
 from escrow.order import Order
 from escrow.vocabulary import OrderState

@@ -13,14 +13,14 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from commands.bootstrap import DEFERRED, Wiring
-from commands.handlers import HANDLERS
-from commands.metrics import CommandMetrics
-from commands.models import Command
-from commands.receipts import Receipt, fingerprint
-from commands.recent import RecentStreams
-from commands.system import SystemCommand
-from commands.unit import Unit
+from escrow.commands.bootstrap import DEFERRED, Wiring
+from escrow.commands.handlers import HANDLERS
+from escrow.commands.metrics import CommandMetrics
+from escrow.commands.models import Command
+from escrow.commands.receipts import Receipt, fingerprint
+from escrow.commands.recent import RecentStreams
+from escrow.commands.system import SystemCommand
+from escrow.commands.unit import Unit
 from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
 from escrow.policy import Policy
 from escrow.recording import EscrowAggregate

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commands.models import (
+from escrow.actors import Actor
+from escrow.appeal import Appeal
+from escrow.commands.models import (
     AddComplaintEvidence,
     AddEvidence,
     AgreeTopUp,
@@ -41,16 +43,14 @@ from commands.models import (
     WaiveClawback,
     WithdrawComplaint,
 )
-from commands.system import (
+from escrow.commands.system import (
     CloseFreezeWindow,
     ExpirePaymentProof,
     ExpirePaymentWindow,
     ExpireSanctions,
     MarkComplaintOverdue,
 )
-from commands.unit import Unit
-from escrow.actors import Actor
-from escrow.appeal import Appeal
+from escrow.commands.unit import Unit
 from escrow.complaint import Complaint
 from escrow.consequences import (
     close_complaint,

@@ -118,7 +118,9 @@ def dict_config(format: str | None = None, level: str | None = None) -> dict[str
     every worker process of `serve --workers N`): the escrow and uvicorn loggers alike."""
     chosen, named = settings(format, level)
     factory = (
-        "commands.logs.JsonFormatter" if chosen == "json" else "commands.logs.MaskingFormatter"
+        "escrow.commands.logs.JsonFormatter"
+        if chosen == "json"
+        else "escrow.commands.logs.MaskingFormatter"
     )
     shown = {"()": factory} if chosen == "json" else {"()": factory, "fmt": TEXT_FORMAT}
     logger = {"handlers": ["stderr"], "level": named, "propagate": False}
@@ -126,6 +128,6 @@ def dict_config(format: str | None = None, level: str | None = None) -> dict[str
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"escrow": shown},
-        "handlers": {"stderr": {"()": "commands.logs.StderrHandler", "formatter": "escrow"}},
+        "handlers": {"stderr": {"()": "escrow.commands.logs.StderrHandler", "formatter": "escrow"}},
         "loggers": {"escrow": logger, "uvicorn": logger},
     }

@@ -20,17 +20,17 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from projections.deadlines import due_counts
+from escrow.projections.deadlines import due_counts
 
 if TYPE_CHECKING:
-    from commands.api import Escrow
+    from escrow.commands.api import Escrow
 
 log = logging.getLogger("escrow.metrics")
 
 # Seconds: a command on memory takes about 0.2 ms, a durable one on PostgreSQL 2-10 ms; a
 # command over a minute is a stuck store, which the last bucket catches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10)
-RELAY_PREFIX = "relay:"  # commands.relay.relay.tracking_name: "relay:STREAM"
+RELAY_PREFIX = "relay:"  # escrow.commands.relay.relay.tracking_name: "relay:STREAM"
 
 
 class CommandMetrics:

@@ -11,26 +11,26 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from commands.bootstrap import Wiring, guarded
-from commands.execution import CommandRunner
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import Clock, bounded
+from escrow.commands.bootstrap import Wiring, guarded
+from escrow.commands.execution import CommandRunner
 from escrow.complaint import Complaint
 from escrow.durations import MAX_DURATION, bounded_duration
 from escrow.errors import NotFound, ValidationError
 from escrow.machines import APPEAL, COMPLAINT, ORDER, Situation
 from escrow.order import Order
+from escrow.projections import appeal_queue as queue_model
+from escrow.projections import orders as orders_model
+from escrow.projections import traders as traders_model
+from escrow.projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
+from escrow.projections.ledger import LedgerLine, ledger_lines, ledgers
+from escrow.projections.orders import OrderRow
+from escrow.projections.traders import TraderStats
 from escrow.recording import EscrowAggregate, stream_id
 from escrow.trader import Trader
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, TraderView
-from projections import appeal_queue as queue_model
-from projections import orders as orders_model
-from projections import traders as traders_model
-from projections.appeal_queue import ComplaintQueueItem, QueueItem, complaint_query
-from projections.ledger import LedgerLine, ledger_lines, ledgers
-from projections.orders import OrderRow
-from projections.traders import TraderStats
 
 MAX_LIMIT = 1_000_000  # rows a read-model query may ask for
 

@@ -16,7 +16,7 @@ exactly once, with its own writes in the same transaction as its recorded positi
     with Subscription(engine_or_store_url, Credits()) as subscription:
         subscription.catch_up()     # or run() in a process of its own
 
-The handler gets the very JSON objects the relay publishes (`commands.events`). It works like
+The handler gets the very JSON objects the relay publishes (`escrow.commands.events`). It works like
 the engine's own read models (`projections`): its tables live in the store's database, and
 the rows it writes commit in the transaction that moves its tracking row, so a crash anywhere
 leaves both as they were before the batch, and the next run handles that batch again. A side
@@ -30,16 +30,16 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.events import EventJson
 from escrow.application import EscrowApplication
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.events import EventJson
 from escrow.errors import ValidationError
 from escrow.log import Row
+from escrow.projections.follower import Follower
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.runner import wakeups
 from escrow.store import parse_store_url
-from projections.follower import Follower
-from projections.readstore import Cursor, ReadStore
-from projections.runner import wakeups
 
 
 class EventHandler(ABC):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from commands.models import Command, Ref
+from escrow.commands.models import Command, Ref
 
 
 class SystemCommand(Command):

@@ -13,10 +13,10 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
-from commands.recent import RecentStreams
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import project
+from escrow.commands.recent import RecentStreams
 from escrow.complaint import Complaint
 from escrow.errors import NotAuthorized, NotFound
 from escrow.order import Order
@@ -120,7 +120,7 @@ class Unit:
         return [key for key, kept in self._kept.items() if not kept.pending_events]
 
     def keep(self) -> None:
-        """Lend the aggregates this command saved to the next one (commands.recent). Streams
+        """Lend the aggregates this command saved to the next one (escrow.commands.recent). Streams
         it only read are left out: checking one fresh costs what reading it does."""
         for aggregate in self.changed:
             self.recent.keep(aggregate)

@@ -35,6 +35,9 @@ from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from escrow.vocabulary import (
     APPEAL_TERMINAL,
     COMPLAINT_TERMINAL,
@@ -42,9 +45,6 @@ from escrow.vocabulary import (
     ComplaintState,
     RefundState,
 )
-from projections.base import Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, stamp, unstamp
 
 COLUMNS = (
     "stream",

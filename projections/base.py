@@ -24,8 +24,8 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.utils import resolve_topic
 
 from escrow.log import EventLog, Row
-from projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
-from projections.rows import Rows
+from escrow.projections.readstore import Cursor, NotRightBehind, ReadStore, SQLiteCursor
+from escrow.projections.rows import Rows
 
 H = TypeVar("H")
 # Batches per transaction in a rebuild: read-model keys are random stream ids, so every commit
@@ -50,7 +50,7 @@ class ReadModel(ABC):
 
     Every row is built from the events of one stream, except for the columns its `Rows`
     name `summed` (counters and totals over many streams): a rebuild replays shares of the
-    streams in separate processes and adds those columns up (`projections.parallel`)."""
+    streams in separate processes and adds those columns up (`escrow.projections.parallel`)."""
 
     name: str
     tables: tuple[str, ...]
@@ -82,7 +82,7 @@ class ReadModel(ABC):
             rows.flush(cur)
 
     def forget(self) -> None:
-        """Drop what the model holds between batches (`projections.rows`): its tables may
+        """Drop what the model holds between batches (`escrow.projections.rows`): its tables may
         have changed behind its back, or its last transaction rolled back."""
         for rows in self.held():
             rows.forget()
@@ -145,7 +145,7 @@ class Handlers(dict[type, H | None]):
 
 @dataclass(frozen=True)
 class Share:
-    """A partitioned rebuild's share of the log (`projections.parallel`): the streams of
+    """A partitioned rebuild's share of the log (`escrow.projections.parallel`): the streams of
     part `k` of `n`, up to id `upto` (below which no hole can still fill)."""
 
     k: int
@@ -177,7 +177,7 @@ class Projector:
         self._routes: dict[type, tuple[int, ...]] = {}  # event type -> models that read it
         # The position every model was at when this projector last committed: while the
         # tracking rows still say so, nobody else wrote the tables, and the rows the models
-        # hold are the tables' rows (projections.rows). None: not known.
+        # hold are the tables' rows (escrow.projections.rows). None: not known.
         self._held_at: int | None = None
         with store.transaction() as cur:
             store.creating(cur)
@@ -292,7 +292,7 @@ class Projector:
 
     @contextmanager
     def inside(self, events: Sequence[DomainEventProtocol[Any]]) -> Iterator[Inside]:
-        """A hook for the recorder (projections.inline) that projects `events` in the very
+        """A hook for the recorder (escrow.projections.inline) that projects `events` in the very
         transaction recording them; `applied` tells afterwards whether it did. It steps aside
         (and `catch_up` then follows the log) when another thread is projecting, when the
         models are not right behind the events, or when a model fails: the events still
@@ -444,12 +444,14 @@ class Projector:
         self, names: Sequence[str] = (), progress: Callable[[int], None] | None = None
     ) -> int:
         """Drop the named read models (all by default) and replay them from the first event;
-        a long log is replayed by several processes at once (`projections.parallel`)."""
+        a long log is replayed by several processes at once (`escrow.projections.parallel`)."""
         unknown = set(names) - set(self.names)
         if unknown:
             raise ValueError(f"no read model named {', '.join(sorted(unknown))}")
         chosen = [m for m in self.models if not names or m.name in names]
-        from projections import parallel  # it runs projectors of its own: imports this module
+        from escrow.projections import (
+            parallel,  # it runs projectors of its own: imports this module
+        )
 
         if not parallel.worth_it(self, chosen):
             return self.replay(chosen, progress)

@@ -3,12 +3,12 @@ so a model added here is created, followed and rebuilt everywhere."""
 
 from __future__ import annotations
 
-from projections.appeal_queue import AppealQueue
-from projections.base import ReadModel
-from projections.deadlines import Deadlines
-from projections.ledger import Ledger
-from projections.orders import Orders
-from projections.traders import Traders
+from escrow.projections.appeal_queue import AppealQueue
+from escrow.projections.base import ReadModel
+from escrow.projections.deadlines import Deadlines
+from escrow.projections.ledger import Ledger
+from escrow.projections.orders import Orders
+from escrow.projections.traders import Traders
 
 
 def read_models() -> list[ReadModel]:

@@ -14,10 +14,10 @@ from uuid import UUID
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp
 from escrow.trader import Trader
-from projections.base import Handlers, Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, stamp
 
 __all__ = [
     "COMPLAINT_RESPONSE",

@@ -17,8 +17,8 @@ from typing import Any
 from eventsourcing.application import Application
 
 from escrow.log import EventLog, Row
-from projections.base import TRACKING_DDL
-from projections.readstore import Cursor, ReadStore
+from escrow.projections.base import TRACKING_DDL
+from escrow.projections.readstore import Cursor, ReadStore
 
 Handle = Callable[[Cursor, list[Row]], None]
 

@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict
 
 from escrow.appeal import Appeal
 from escrow.order import Order
+from escrow.projections.base import Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 from escrow.recording import stream_id
 from escrow.views import LedgerView
 from escrow.vocabulary import OrderState
-from projections.base import Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import EXACT, HELD, Rows, as_decimal, stamp, unstamp
 
 SETTLED = {OrderState.COMPLETED: "released", OrderState.CANCELLED: "returned"}
 COLUMN = {"locked": 0, "released": 1, "returned": 2}  # a batch's sums per asset

@@ -1,7 +1,7 @@
 """The orders read model: one row per order, as the exchange's order list and CS see it.
 
 Columns follow the order's events only (never another read model), so the table can be rebuilt
-alone. Times are UTC stamps (`projections.rows.stamp`), amounts exact decimals.
+alone. Times are UTC stamps (`escrow.projections.rows.stamp`), amounts exact decimals.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import EXACT, Rows, stamp, unstamp
 from escrow.vocabulary import ORDER_TERMINAL
-from projections.base import Handlers, Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import EXACT, Rows, stamp, unstamp
 
 COLUMNS = (
     "stream",

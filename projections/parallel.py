@@ -40,8 +40,8 @@ from typing import Any
 
 import psycopg
 
-from projections.base import Projector, ReadModel, Share, recreate
-from projections.readstore import (
+from escrow.projections.base import Projector, ReadModel, Share, recreate
+from escrow.projections.readstore import (
     CACHE_KB,
     Cursor,
     PostgresReadStore,
@@ -49,7 +49,7 @@ from projections.readstore import (
     SQLiteCursor,
     SQLiteReadStore,
 )
-from projections.rows import EXACT, Rows
+from escrow.projections.rows import EXACT, Rows
 
 # Events in the log from which a rebuild is parallel: starting a process (imports, connections)
 # takes about a second, which a short log does not repay.
@@ -175,7 +175,7 @@ def _run(jobs: list[_Job], progress: Callable[[int], None] | None) -> int:
     try:
         for i, job in enumerate(jobs[1:], start=1):
             process = subprocess.Popen(
-                [sys.executable, "-c", "from projections.parallel import child; child()"],
+                [sys.executable, "-c", "from escrow.projections.parallel import child; child()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,

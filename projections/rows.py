@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from decimal import Context, Decimal, Inexact
 from typing import Any
 
-from projections.readstore import Cursor
+from escrow.projections.readstore import Cursor
 
 Row = dict[str, Any]
 
@@ -73,7 +73,7 @@ class Rows:
         """`decimals` and `integers` name the columns that are not text (their PostgreSQL
         types for bulk writes, exact Decimals when read back from SQLite). `summed` names
         the columns that add up events of many streams (counters, totals): a rebuild by
-        shares of the streams (`projections.parallel`) adds up its shares' rows of a key;
+        shares of the streams (`escrow.projections.parallel`) adds up its shares' rows of a key;
         every other column must be the same in every share."""
         self.table = table
         self.summed = tuple(summed)

@@ -26,10 +26,10 @@ from psycopg import sql
 from escrow.application import STORE_AWAY, EscrowApplication
 from escrow.errors import ValidationError
 from escrow.faults import store_faults
+from escrow.projections.base import Projector
+from escrow.projections.catalog import read_models
+from escrow.projections.readstore import PostgresReadStore, ReadStore
 from escrow.store import parse_store_url
-from projections.base import Projector
-from projections.catalog import read_models
-from projections.readstore import PostgresReadStore, ReadStore
 
 Report = Callable[[int, float, int, int], None]  # (events, seconds, position, head)
 

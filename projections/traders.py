@@ -36,13 +36,13 @@ from pydantic import BaseModel, ConfigDict
 from escrow.appeal import Appeal
 from escrow.complaint import Complaint
 from escrow.order import Order
+from escrow.projections.base import Handlers, Item, ReadModel
+from escrow.projections.readstore import Cursor, ReadStore
+from escrow.projections.rows import Rows, stamp, unstamp
 from escrow.recording import stream_id
 from escrow.trader import Trader
 from escrow.views import SanctionView
 from escrow.vocabulary import ORDER_TERMINAL, Decision, OrderState, Outcome
-from projections.base import Handlers, Item, ReadModel
-from projections.readstore import Cursor, ReadStore
-from projections.rows import Rows, stamp, unstamp
 
 WINDOW = timedelta(days=30)
 MICRO = timedelta(microseconds=1)

@@ -31,12 +31,12 @@ from typing import Any
 
 import psycopg
 
-from commands.audit.history import History
-from commands.audit.verify import default_jobs, verify_store
-from commands.receipts import Receipt
 from escrow.actors import SYSTEM_ACTOR, Actor
 from escrow.appeal import Appeal
 from escrow.application import EscrowApplication
+from escrow.commands.audit.history import History
+from escrow.commands.audit.verify import default_jobs, verify_store
+from escrow.commands.receipts import Receipt
 from escrow.log import PAGE
 from escrow.order import Order
 from escrow.policy import Policy

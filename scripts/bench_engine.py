@@ -35,10 +35,10 @@ import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from commands.api import Escrow
-from commands.bootstrap import DEFERRED, INLINE
-from commands.models import CreateOrder, MarkPaid, Release
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.bootstrap import DEFERRED, INLINE
+from escrow.commands.models import CreateOrder, MarkPaid, Release
 from escrow.store import parse_store_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 from bench_engine import PG, Stores
 
-from commands.api import Escrow
-from commands.models import CreateOrder, MarkPaid, Release
+from escrow.commands.api import Escrow
+from escrow.commands.models import CreateOrder, MarkPaid, Release
 
 COMMANDS = ("create_order", "mark_paid", "release")
 KEYS = """\

@@ -1,7 +1,7 @@
 """Rebuild speed of the read models against reading the same events raw, on SQLite and
 PostgreSQL, with peak memory and (PostgreSQL and SQLite) the runner's commit-to-projected lag.
 
-How the store is filled: `projections.synthetic.fill` runs order stories through the engine's
+How the store is filled: `escrow.projections.synthetic.fill` runs order stories through the engine's
 own aggregates (same rules, topics and hash chain as commands) and saves a whole wave of orders
 per step with `app.save` (one transaction per step, a few hundred events), into a SQLite file.
 PostgreSQL receives the very same stored events, copied page by page with the recorder's
@@ -12,13 +12,13 @@ Measured, each in a child process of its own (so peak RSS is that activity's alo
   event (the decoded read a projector cannot avoid); also reported without decoding;
 - rebuild: `Projector.rebuild()` of every read model in the catalog (drop, replay from the
   first event, create indexes), wall time; from 50,000 events on it runs a process per core,
-  each over its share of the streams (`projections.parallel`), so it uses every core where
+  each over its share of the streams (`escrow.projections.parallel`), so it uses every core where
   the raw read uses one;
 - raw read and rebuild in turns, `--rounds` times (3): each figure is its best round, since
   whatever else runs on the machine only ever slows a round down; every round's ratio is in
   the JSON too;
 - ratio = rebuild events/s ÷ raw decoded events/s (target ≥ 0.5); peak RSS of the rebuild
-  child together with the processes it starts (`projections.parallel`): their summed VmRSS
+  child together with the processes it starts (`escrow.projections.parallel`): their summed VmRSS
   from /proc sampled every 20 ms, or the child's own VmHWM if larger (target ≤ 300 MB);
 - lag: `escrow projections run` in a subprocess while a writer commits small batches of
   events (`--lag-rounds` of them, 40); time from `app.save` returning to the tracking table
@@ -48,11 +48,11 @@ from typing import Any
 import psycopg
 
 from escrow.application import EscrowApplication
+from escrow.projections.base import Projector
+from escrow.projections.catalog import read_models
+from escrow.projections.readstore import ReadStore
+from escrow.projections.synthetic import START, fill
 from escrow.store import parse_store_url
-from projections.base import Projector
-from projections.catalog import read_models
-from projections.readstore import ReadStore
-from projections.synthetic import START, fill
 
 PG_STORE = "postgresql://postgres@127.0.0.1:5432/test?schema=bench_projections"
 ESCROW = str(Path(sys.executable).with_name("escrow"))

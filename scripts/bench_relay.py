@@ -1,6 +1,6 @@
 """The relay's speed against raw nats-py publishing, and its lag from commit to acknowledgement.
 
-- relay: a store of `--events` events (`projections.synthetic.fill`: the engine's own
+- relay: a store of `--events` events (`escrow.projections.synthetic.fill`: the engine's own
   aggregates, rules and hash chain, saved a wave of orders at a time), relayed by `Relay` in
   this process into a fresh stream, from start to the last position recorded;
 - raw: the very same JSON payloads (built beforehand, not timed), subjects and `Nats-Msg-Id`
@@ -38,14 +38,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.events import EventFeed
-from commands.relay.relay import MSG_ID, Relay, subject
 from escrow.application import EscrowApplication
 from escrow.clock import SystemClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.events import EventFeed
+from escrow.commands.relay.relay import MSG_ID, Relay, subject
+from escrow.projections.synthetic import fill
 from escrow.store import parse_store_url
-from projections.synthetic import fill
 
 PG = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ESCROW = str(Path(sys.executable).with_name("escrow"))

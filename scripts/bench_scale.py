@@ -31,7 +31,7 @@ import psycopg
 from bench_engine import PG, BareOrder, Stores, project  # scripts/ is this script's path
 from eventsourcing.application import Application
 
-from commands import CreateOrder, Escrow, ManualClock, MarkPaid, Release
+from escrow.commands import CreateOrder, Escrow, ManualClock, MarkPaid, Release
 from escrow.store import parse_store_url
 
 COMMANDS_PER_LIFECYCLE = 3

@@ -38,12 +38,12 @@ from typing import Any
 
 import psycopg
 
-from commands import Escrow, EscrowError, Policy
-from commands.audit.history import History, kind_of
-from commands.audit.verify import verify_store
-from commands.receipts import Receipt
+from escrow.commands import Escrow, EscrowError, Policy
+from escrow.commands.audit.history import History, kind_of
+from escrow.commands.audit.verify import verify_store
+from escrow.commands.receipts import Receipt
+from escrow.projections.catalog import read_models
 from escrow.store import parse_store_url
-from projections.catalog import read_models
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 AGENTS = ("carol", "dave")

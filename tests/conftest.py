@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.policy import Policy
 
 PG_URL = os.environ.get("ESCROW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -68,7 +68,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(autouse=True)
 def _escrow_logging_as_found() -> Iterator[None]:
     """A command run in process (`CliRunner`) configures the `escrow` loggers as a process
-    would (commands.logs.configure); put them back, so that one test's INFO level does not
+    would (escrow.commands.logs.configure); put them back, so that one test's INFO level does not
     make every later test format a line per command."""
     logger = logging.getLogger("escrow")
     found = (list(logger.handlers), logger.level, logger.propagate)

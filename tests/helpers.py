@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.cli.main import main
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.cli.main import main
 from escrow.recording import stream_id
 from tests.conftest import AGENTS, START
 from tests.helpers import order_fields, paid_order

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
-from commands.audit.export import export_records, write_export
-from commands.audit.history import (
+from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.export import export_records, write_export
+from escrow.commands.audit.history import (
     History,
     diff,
     plain,
     snapshot,
     timeline,
 )
-from escrow.clock import ManualClock
 from escrow.errors import NotFound, ValidationError
 from tests.helpers import order_fields
 

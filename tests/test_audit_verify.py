@@ -15,14 +15,14 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from commands.api import Escrow
-from commands.audit.history import History, seal, timeline
-from commands.audit.report import Report
-from commands.audit.verify import verify, verify_store
-from commands.simulation.simulate import simulate
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History, seal, timeline
+from escrow.commands.audit.report import Report
+from escrow.commands.audit.verify import verify, verify_store
+from escrow.commands.simulation.simulate import simulate
 from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.recording import EscrowAggregate, stored_digest, stream_id

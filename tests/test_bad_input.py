@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
-from commands.models import InvalidCommand, parse_command
+from escrow.commands.api import Escrow
+from escrow.commands.models import InvalidCommand, parse_command
 from escrow.errors import EscrowError
 from tests.helpers import event_count, order_fields, refused
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from commands import Escrow, ManualClock
-from commands.cli.main import main
-from commands.scenarios.format import ScenarioFileError, parse
 from escrow.clock import LATEST
+from escrow.commands import Escrow, ManualClock
+from escrow.commands.cli.main import main
+from escrow.commands.scenarios.format import ScenarioFileError, parse
 from escrow.errors import ValidationError
 from escrow.policy import Policy
 from tests.helpers import order_fields

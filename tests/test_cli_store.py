@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from commands.cli.main import main
+from escrow.commands.cli.main import main
 
 # Every command that opens a store; the rest (diagram, demo, scenario coverage) never do.
 STORE_COMMANDS = [

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 from escrow.recording import stream_id
 from escrow.views import Outcome

@@ -214,7 +214,7 @@ def test_every_console_file_is_package_data() -> None:
     """A wheel ships only what pyproject's package-data names, so a file outside the patterns
     would be served from a checkout and missing from an install."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = project["tool"]["setuptools"]["package-data"]["commands.http.console"]
+    patterns = project["tool"]["setuptools"]["package-data"]["escrow.commands.http.console"]
     files = [p.relative_to(STATIC.parent).as_posix() for p in STATIC.rglob("*") if p.is_file()]
     assert files and all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files)
 

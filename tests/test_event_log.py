@@ -16,10 +16,10 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from escrow.log import EventLog
 from escrow.order import Order
-from projections.synthetic import fill
+from escrow.projections.synthetic import fill
 from tests.test_properties import SETTINGS
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
-from commands.audit.history import History, plain
-from commands.events import EventFeed
-from commands.simulation.simulate import simulate
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History, plain
+from escrow.commands.events import EventFeed
+from escrow.commands.simulation.simulate import simulate
 from escrow.order import Order
 from tests.conftest import AGENTS
 from tests.helpers import order_fields

@@ -43,7 +43,7 @@ def test_a_short_fuzz_run_finds_nothing(tmp_path: Path) -> None:
 
 def test_a_date_yaml_cannot_build_is_a_broken_file() -> None:
     """Found by the fuzzer: YAML's timestamp constructor raised ValueError for 2026-02-30."""
-    from commands.scenarios.format import ScenarioFileError, parse
+    from escrow.commands.scenarios.format import ScenarioFileError, parse
 
     with pytest.raises(ScenarioFileError, match="day is out of range"):
         parse("scenario: x\nstart: 2026-02-30\nsteps:\n  - wait: 1m\n")

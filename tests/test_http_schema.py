@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from commands.http.app import create_app
-from commands.http.keys import Keys
+from escrow.commands.http.app import create_app
+from escrow.commands.http.keys import Keys
 from tests.http_server import KEYS, Server, auth, server_on
 
 CHECKS = [

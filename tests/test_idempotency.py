@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.views import Outcome
 from tests.helpers import event_count, order_fields, refused
 

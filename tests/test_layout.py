@@ -43,9 +43,9 @@ def test_imports_flow_from_commands_to_projections_to_escrow(layer: str) -> None
 def test_the_check_sees_an_import_against_the_flow(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
-        "def f():\n    from commands.api import Escrow\n    import projections.base\n"
+        "def f():\n    from escrow.commands.api import Escrow\n    import escrow.projections.base\n"
     )
-    assert _imported(module) == [(2, "commands.api"), (3, "projections.base")]
+    assert _imported(module) == [(2, "escrow.commands.api"), (3, "escrow.projections.base")]
 
 
 def test_no_module_imports_relatively() -> None:

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from commands import CreateOrder, Escrow, EscrowError, ManualClock, MarkPaid, Release
-from commands.cli.main import main
-from commands.config import load_policy
-from commands.logs import JsonFormatter
+from escrow.commands import CreateOrder, Escrow, EscrowError, ManualClock, MarkPaid, Release
+from escrow.commands.cli.main import main
+from escrow.commands.config import load_policy
+from escrow.commands.logs import JsonFormatter
 from escrow.errors import StoreConnectionLost, ValidationError
 from tests.helpers import order_fields
 from tests.http_server import ESCROW, KEYS, auth, free_port, running, serve

@@ -1,5 +1,5 @@
 """A rebuild of a long log runs in processes of their own, each over a share of the streams
-(`projections.parallel`): the tables and positions it leaves must be those the engine kept up
+(`escrow.projections.parallel`): the tables and positions it leaves must be those the engine kept up
 to date command by command (tables of sums added up across the shares), and a failing share
 must leave the store as it was."""
 
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from commands.api import Escrow
-from commands.simulation.simulate import simulate
-from projections import parallel
-from projections.base import Item, Projector
-from projections.catalog import read_models
-from projections.orders import Orders
-from projections.readstore import Cursor, SQLiteReadStore
+from escrow.commands.api import Escrow
+from escrow.commands.simulation.simulate import simulate
+from escrow.projections import parallel
+from escrow.projections.base import Item, Projector
+from escrow.projections.catalog import read_models
+from escrow.projections.orders import Orders
+from escrow.projections.readstore import Cursor, SQLiteReadStore
 from tests.helpers import event_count
 from tests.test_projections import snapshot
 

@@ -1,6 +1,6 @@
 """Read models (orders, appeal queue, traders, ledger, deadlines) against the aggregates.
 
-Random histories come from two drivers: the seeded simulator (`commands.simulation.simulate`, every reason
+Random histories come from two drivers: the seeded simulator (`escrow.commands.simulation.simulate`, every reason
 and every way an appeal ends, checked while stories are still in flight) and a small random
 driver below (any command an actor is allowed, plus refused ones, sanctions and clock jumps,
 leaving appeals open). After each history every read model is compared, row by row, with what
@@ -24,19 +24,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.api import Escrow
-from commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.simulation.simulate import simulate
 from escrow.errors import EscrowError
 from escrow.order import Order
+from escrow.projections.appeal_queue import waiting
+from escrow.projections.catalog import read_models
+from escrow.projections.deadlines import (
+    FREEZE_WINDOW,
+    PAYMENT_PROOF,
+    PAYMENT_WINDOW,
+    SANCTION_EXPIRY,
+)
+from escrow.projections.rows import stamp
+from escrow.projections.traders import WINDOW
 from escrow.recording import stream_id
 from escrow.views import AppealView, OrderView
 from escrow.vocabulary import APPEAL_TERMINAL, ORDER_TERMINAL, AppealState, OrderState
-from projections.appeal_queue import waiting
-from projections.catalog import read_models
-from projections.deadlines import FREEZE_WINDOW, PAYMENT_PROOF, PAYMENT_WINDOW, SANCTION_EXPIRY
-from projections.rows import stamp
-from projections.traders import WINDOW
 from tests.conftest import AGENTS, REQUIRE_PG, START, _conninfo, postgres_unavailable
 from tests.helpers import order_fields, paid_order
 

@@ -1,7 +1,7 @@
 """The separate projection process: exactly once across a SIGKILL, following new events,
 holes in PostgreSQL's ids, and the `views` / `projections` command line.
 
-The backlog is written with `projections.synthetic.fill` (the engine's aggregates saved in
+The backlog is written with `escrow.projections.synthetic.fill` (the engine's aggregates saved in
 batches, nothing projected), as events written by another process would be.
 """
 
@@ -22,19 +22,19 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from commands.api import Escrow
-from commands.cli.main import main
 from escrow.application import EscrowApplication
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.cli.main import main
 from escrow.errors import EscrowError
 from escrow.order import Order
 from escrow.policy import Policy
+from escrow.projections.base import Projector
+from escrow.projections.catalog import read_models
+from escrow.projections.readstore import ReadStore
+from escrow.projections.runner import Runner
+from escrow.projections.synthetic import START, fill
 from escrow.store import parse_store_url
-from projections.base import Projector
-from projections.catalog import read_models
-from projections.readstore import ReadStore
-from projections.runner import Runner
-from projections.synthetic import START, fill
 from tests.conftest import AGENTS
 from tests.helpers import paid_order
 from tests.test_projections import snapshot

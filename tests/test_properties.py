@@ -31,10 +31,10 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import event as label_example
 from hypothesis import strategies as st
 
-from commands.api import Escrow
 from escrow.appeal import Appeal
 from escrow.application import project
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.complaint import Complaint
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.order import Order

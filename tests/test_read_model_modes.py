@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from commands.api import Escrow
-from commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.simulation.simulate import simulate
 from escrow.errors import ValidationError
-from projections.orders import Orders
+from escrow.projections.orders import Orders
 from tests.helpers import event_count, order_fields
 from tests.test_projections import check_rebuild, snapshot
 

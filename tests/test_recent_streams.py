@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.errors import EscrowError
 from tests.conftest import AGENTS, START
 from tests.helpers import assert_order, do, event_count, order_fields, paid_order, refused

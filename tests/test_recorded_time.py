@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from commands import Escrow, ManualClock, ValidationError
-from commands.audit.history import History
-from commands.audit.verify import verify
 from escrow.application import project
+from escrow.commands import Escrow, ManualClock, ValidationError
+from escrow.commands.audit.history import History
+from escrow.commands.audit.verify import verify
 from escrow.order import Order
 from escrow.recording import stream_id
 from tests.conftest import AGENTS, START

@@ -27,12 +27,12 @@ from typing import Any
 import nats
 import pytest
 
-from commands.audit.history import History
-from commands.events import EventFeed
-from commands.relay.relay import position_of, status_of, subject
 from escrow.application import EscrowApplication
+from escrow.commands.audit.history import History
+from escrow.commands.events import EventFeed
+from escrow.commands.relay.relay import position_of, status_of, subject
+from escrow.projections.synthetic import START, fill
 from escrow.store import mask, parse_store_url
-from projections.synthetic import START, fill
 
 NATS_URL = os.environ.get("ESCROW_TEST_NATS", "nats://127.0.0.1:4222")
 ESCROW = str(Path(sys.executable).with_name("escrow"))

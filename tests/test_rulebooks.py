@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from commands.api import Escrow
-from commands.cli.main import main
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.cli.main import main
 from escrow.durations import parse_duration
 from escrow.machines import APPEAL, COMPLAINT, ORDER
 from escrow.rulebook import Rulebook

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from tests.helpers import (
     assert_appeal,
     assert_free,

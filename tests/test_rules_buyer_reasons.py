@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import pytest
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.policy import Policy
 from tests.helpers import (
     appeal_in_review,

@@ -12,8 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.policy import Policy
 from tests.helpers import event_count, order_fields, paid_order, refused
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from escrow.policy import Policy
 from tests.helpers import event_count, order_fields, paid_order, refused
 

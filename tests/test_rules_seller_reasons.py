@@ -12,8 +12,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from commands.api import Escrow
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
 from tests.helpers import (
     assert_appeal,
     assert_free,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from commands.cli.main import main
-from commands.scenarios.format import RULE_IDS, load
-from commands.scenarios.runner import run_scenario
+from escrow.commands.cli.main import main
+from escrow.commands.scenarios.format import RULE_IDS, load
+from escrow.commands.scenarios.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "scenarios"

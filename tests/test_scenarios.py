@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from commands.cli.main import main
-from commands.cli.scenario import library_folder
-from commands.scenarios.format import RULE_IDS, parse
-from commands.scenarios.runner import fresh_store, run_scenario
+from escrow.commands.cli.main import main
+from escrow.commands.cli.scenario import library_folder
+from escrow.commands.scenarios.format import RULE_IDS, parse
+from escrow.commands.scenarios.runner import fresh_store, run_scenario
 from tests.conftest import PG_URL
 
 ORDER = (

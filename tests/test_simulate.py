@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from commands.api import Escrow
-from commands.cli.main import main
-from commands.simulation.simulate import (
+from escrow.clock import ManualClock, SystemClock
+from escrow.commands.api import Escrow
+from escrow.commands.cli.main import main
+from escrow.commands.simulation.simulate import (
     AGENTS,
     SimulationError,
     Summary,
     simulate,
     simulation_engine,
 )
-from escrow.clock import ManualClock, SystemClock
 from tests.helpers import event_count
 
 REASONS = {"B1", "B2", "B3", "B4", "B5", "C1", "C2", "C3", "C4", "C5", "C6"}

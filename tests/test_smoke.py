@@ -1,4 +1,4 @@
-from commands.api import Escrow
+from escrow.commands.api import Escrow
 from tests.helpers import paid_order, refused
 
 

@@ -8,7 +8,7 @@ from multiprocessing.queues import Queue
 
 import pytest
 
-from commands import CreateOrder, Escrow
+from escrow.commands import CreateOrder, Escrow
 
 PROCESSES = 4
 

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from commands import Escrow
-from commands.audit.history import History
-from commands.cli.main import main
+from escrow.commands import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.cli.main import main
 from escrow.errors import (
     EscrowError,
     NotAnEscrowStore,

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from commands import Cursor, Escrow, EventFeed, EventHandler, Subscription
-from commands.audit.history import History
-from commands.simulation.simulate import simulate
 from escrow.clock import ManualClock
+from escrow.commands import Cursor, Escrow, EventFeed, EventHandler, Subscription
+from escrow.commands.audit.history import History
+from escrow.commands.simulation.simulate import simulate
+from escrow.projections.readstore import ReadStore
 from escrow.store import parse_store_url
-from projections.readstore import ReadStore
 from tests.conftest import AGENTS, START
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ CHILD = """
 import sys, time
 from typing import Any
 sys.path.insert(0, {root!r})
-from commands import Subscription
+from escrow.commands import Subscription
 from tests.test_subscription import Seen
 
 class Slow(Seen):

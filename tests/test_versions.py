@@ -15,14 +15,14 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from commands import CreateOrder, Escrow, ManualClock, MarkPaid, OpenAppeal
-from commands.audit.history import History
-from commands.audit.verify import verify
-from commands.simulation.simulate import simulate, simulation_engine
+from escrow.commands import CreateOrder, Escrow, ManualClock, MarkPaid, OpenAppeal
+from escrow.commands.audit.history import History
+from escrow.commands.audit.verify import verify
+from escrow.commands.simulation.simulate import simulate, simulation_engine
 from escrow.order import Order
+from escrow.projections.catalog import read_models
+from escrow.projections.orders import Orders
 from escrow.recording import stream_id
-from projections.catalog import read_models
-from projections.orders import Orders
 from tests.helpers import order_fields
 from tests.test_projections import fresh_store
 

@@ -1,5 +1,5 @@
 """`escrow audit export`: the events of a store, or of one order's timeline, as the very JSON
-objects the relay publishes (`commands.events`), so an auditor's file and a consumer's stream
+objects the relay publishes (`escrow.commands.events`), so an auditor's file and a consumer's stream
 can be compared line by line."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from commands.audit.history import History, timeline
-from commands.events import EventJson, is_event
+from escrow.commands.audit.history import History, timeline
+from escrow.commands.events import EventJson, is_event
 
 CSV_COLUMNS = ("position", "at", "kind", "ref", "stream", "version", "type", "actor", "rule")
 MOVEMENT_COLUMNS = ("escrow", "asset", "amount", "to")

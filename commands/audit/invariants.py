@@ -13,8 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from commands.audit.report import EXACT, MAX_FINDINGS, S2, ZERO, Finding, Partial
 from escrow.appeal import Appeal
+from escrow.commands.audit.report import EXACT, MAX_FINDINGS, S2, ZERO, Finding, Partial
 from escrow.complaint import Complaint
 from escrow.order import Order
 from escrow.trader import Trader

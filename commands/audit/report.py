@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any
 
-from commands.audit.history import plain
+from escrow.commands.audit.history import plain
 from escrow.vocabulary import SUSPEND_BUYER_ON_OPENING, SanctionKind
 
 EXACT = Context(prec=200)  # per-asset sums: 15 + 18 digits exceed the default 28

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from commands.audit.history import History, kind_of, seal_digest
-from commands.audit.invariants import CHAIN, OTHER, Invariants, V
-from commands.audit.report import Finding, Partial, Report, finish
+from escrow.commands.audit.history import History, kind_of, seal_digest
+from escrow.commands.audit.invariants import CHAIN, OTHER, Invariants, V
+from escrow.commands.audit.report import Finding, Partial, Report, finish
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
 from escrow.log import Row, partition_of

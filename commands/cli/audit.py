@@ -28,8 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.audit.export import export_records, write_export
-from commands.audit.history import (
+from escrow.commands.audit.export import export_records, write_export
+from escrow.commands.audit.history import (
     Entry,
     History,
     Snapshot,
@@ -43,9 +43,9 @@ from commands.audit.history import (
     timeline,
     to_json,
 )
-from commands.audit.report import Report
-from commands.audit.verify import default_jobs, verify_store
-from commands.cli.store import store_of, uses_store
+from escrow.commands.audit.report import Report
+from escrow.commands.audit.verify import default_jobs, verify_store
+from escrow.commands.cli.store import store_of, uses_store
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
 from escrow.recording import stream_id

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from commands.cli.store import DEFAULT_STORE, STORE_HELP
-from commands.logs import configure
+from escrow.commands.cli.store import DEFAULT_STORE, STORE_HELP
+from escrow.commands.logs import configure
 from escrow.errors import EscrowError
 from escrow.machines import APPEAL, COMPLAINT, ORDER
 from escrow.store import mask
@@ -50,7 +50,7 @@ def main(store: str) -> None:
 
     Logs go to stderr: ESCROW_LOG_FORMAT=text|json, ESCROW_LOG_LEVEL (default WARNING; INFO
     for serve, projections run and relay). All settings: docs/configuration.md."""
-    # `store` is read by the subcommands through commands.cli.store.store_of.
+    # `store` is read by the subcommands through escrow.commands.cli.store.store_of.
     try:
         configure(default_level="WARNING")  # the long-running commands raise it to INFO
     except EscrowError as e:
@@ -69,25 +69,25 @@ def diagram(machine: str) -> None:
     click.echo("\n\n".join(book.mermaid() for book in chosen))
 
 
-from commands.cli.scenario import demo, scenario, simulate  # noqa: E402
+from escrow.commands.cli.scenario import demo, scenario, simulate  # noqa: E402
 
 main.add_command(scenario)
 main.add_command(demo)
 main.add_command(simulate)
 
-from commands.cli.audit import audit  # noqa: E402
+from escrow.commands.cli.audit import audit  # noqa: E402
 
 main.add_command(audit)
 
-from commands.cli.views import projections, views  # noqa: E402
+from escrow.commands.cli.views import projections, views  # noqa: E402
 
 main.add_command(views)
 main.add_command(projections)
 
-from commands.cli.serve import serve  # noqa: E402
+from escrow.commands.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
 
-from commands.cli.relay import relay  # noqa: E402
+from escrow.commands.cli.relay import relay  # noqa: E402
 
 main.add_command(relay)

@@ -8,9 +8,9 @@ import signal
 
 import click
 
-from commands.cli.store import store_of, uses_store
-from commands.logs import configure
-from commands.relay.relay import Relay, status_of
+from escrow.commands.cli.store import store_of, uses_store
+from escrow.commands.logs import configure
+from escrow.commands.relay.relay import Relay, status_of
 from escrow.errors import EscrowError
 from escrow.store import mask
 

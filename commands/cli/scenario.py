@@ -29,8 +29,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.cli.store import store_given, store_of, uses_store
-from commands.scenarios.format import (
+from escrow.commands.cli.store import store_given, store_of, uses_store
+from escrow.commands.scenarios.format import (
     RULE_IDS,
     Problem,
     Scenario,
@@ -38,7 +38,7 @@ from commands.scenarios.format import (
     load,
     scenario_files,
 )
-from commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
+from escrow.commands.scenarios.runner import ScenarioResult, StoreUnavailable, run_scenario
 from escrow.errors import EscrowError
 from escrow.store import mask, parse_store_url
 
@@ -363,8 +363,8 @@ def simulate(ctx: click.Context, orders: int, seed: int, settle: bool, json_outp
     same seed then gives the same history and the same summary. `views` read the store at the
     time of its last event, so they show it as of the simulated time.
     """
-    from commands.simulation.simulate import SimulationError, simulation_engine
-    from commands.simulation.simulate import simulate as run_simulation
+    from escrow.commands.simulation.simulate import SimulationError, simulation_engine
+    from escrow.commands.simulation.simulate import simulate as run_simulation
 
     url = store_of(ctx)
     try:

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from commands.cli.store import store_of, uses_store
-from commands.config import POLICY_ENV, load_policy
-from commands.http.keys import Keys, KeysError
-from commands.logs import dict_config
+from escrow.commands.cli.store import store_of, uses_store
+from escrow.commands.config import POLICY_ENV, load_policy
+from escrow.commands.http.keys import Keys, KeysError
+from escrow.commands.logs import dict_config
 from escrow.errors import EscrowError
 from escrow.store import parse_store_url
 
@@ -61,7 +61,7 @@ def serve(
     Logs go to stderr as ESCROW_LOG_FORMAT (text or json) and ESCROW_LOG_LEVEL say."""
     import uvicorn
 
-    from commands.http.app import KEYS_ENV, STORE_ENV, create_app
+    from escrow.commands.http.app import KEYS_ENV, STORE_ENV, create_app
 
     store = store_of(ctx)
     try:
@@ -92,4 +92,6 @@ def serve(
     os.environ[STORE_ENV], os.environ[KEYS_ENV] = store, os.path.abspath(keys_file)
     if policy_file:
         os.environ[POLICY_ENV] = os.path.abspath(policy_file)
-    uvicorn.run("commands.http.app:from_environment", factory=True, workers=workers, **options)
+    uvicorn.run(
+        "escrow.commands.http.app:from_environment", factory=True, workers=workers, **options
+    )

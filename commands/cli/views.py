@@ -31,22 +31,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from commands.api import Escrow
-from commands.cli.store import store_of, uses_store
-from commands.logs import configure
 from escrow.application import EscrowApplication
 from escrow.clock import bounded
+from escrow.commands.api import Escrow
+from escrow.commands.cli.store import store_of, uses_store
+from escrow.commands.logs import configure
 from escrow.durations import bounded_duration, format_duration
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
+from escrow.projections.appeal_queue import WAITS
+from escrow.projections.base import Projector
+from escrow.projections.catalog import NAMES, read_models
+from escrow.projections.readstore import ReadStore
+from escrow.projections.runner import Runner
+from escrow.projections.traders import SORTS
 from escrow.store import mask, parse_store_url
 from escrow.vocabulary import OrderState, Reason
-from projections.appeal_queue import WAITS
-from projections.base import Projector
-from projections.catalog import NAMES, read_models
-from projections.readstore import ReadStore
-from projections.runner import Runner
-from projections.traders import SORTS
 
 WAITS_ON = sorted({w for w, _ in WAITS.values()} | {"refund_confirmation"})
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from escrow.projections.appeal_queue import ComplaintQueueItem, QueueItem
+from escrow.projections.orders import OrderRow
+from escrow.projections.traders import TraderStats
 from escrow.views import AppealView, ComplaintView, LedgerView, OrderView, Outcome, TraderView
-from projections.appeal_queue import ComplaintQueueItem, QueueItem
-from projections.orders import OrderRow
-from projections.traders import TraderStats
 
 
 class Answer(BaseModel):

@@ -31,15 +31,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from commands.config import POLICY_ENV, load_policy
-from commands.http import bodies, command_routes, console, event_routes, read_routes
-from commands.http.answers import Health
-from commands.http.auth import Unauthenticated, caller, staff_or_platform
-from commands.http.bodies import BodyTooLarge, NotJSON
-from commands.http.edge import Edge
-from commands.http.engine import Engine, StoreUnavailable
-from commands.http.keys import Keys, Principal
-from commands.http.problems import Problem, problem, refusal, unreachable
+from escrow.commands.config import POLICY_ENV, load_policy
+from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
+from escrow.commands.http.answers import Health
+from escrow.commands.http.auth import Unauthenticated, caller, staff_or_platform
+from escrow.commands.http.bodies import BodyTooLarge, NotJSON
+from escrow.commands.http.edge import Edge
+from escrow.commands.http.engine import Engine, StoreUnavailable
+from escrow.commands.http.keys import Keys, Principal
+from escrow.commands.http.problems import Problem, problem, refusal, unreachable
 from escrow.errors import EscrowError
 from escrow.policy import Policy
 

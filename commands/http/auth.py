@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from commands.http.engine import Engine
-from commands.http.keys import Principal
+from escrow.commands.http.engine import Engine
+from escrow.commands.http.keys import Principal
 from escrow.errors import NotAuthorized
 
 bearer = HTTPBearer(auto_error=False, description="A token of the keys file (`serve --keys`).")

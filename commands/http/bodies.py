@@ -11,8 +11,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 
-from commands.http.keys import Principal
-from commands.models import COMMANDS, Command, InvalidCommand, parse_command
+from escrow.commands.http.keys import Principal
+from escrow.commands.models import COMMANDS, Command, InvalidCommand, parse_command
 from escrow.errors import NotAuthorized
 
 MAX_BODY = 64 * 1024

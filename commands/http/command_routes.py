@@ -11,14 +11,14 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from commands.api import Escrow
-from commands.http.answers import CommandAnswer
-from commands.http.auth import caller, engine_of
-from commands.http.bodies import MAX_KEY, body_ref, command, read_json
-from commands.http.keys import Principal
-from commands.http.params import known_only
-from commands.http.problems import responses
-from commands.models import COMMANDS, Command
+from escrow.commands.api import Escrow
+from escrow.commands.http.answers import CommandAnswer
+from escrow.commands.http.auth import caller, engine_of
+from escrow.commands.http.bodies import MAX_KEY, body_ref, command, read_json
+from escrow.commands.http.keys import Principal
+from escrow.commands.http.params import known_only
+from escrow.commands.http.problems import responses
+from escrow.commands.models import COMMANDS, Command
 from escrow.errors import NotFound
 from escrow.views import Outcome
 

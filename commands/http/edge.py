@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commands.http.problems import fault
+from escrow.commands.http.problems import fault
 
 access = logging.getLogger("escrow.http.access")
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from commands.api import Escrow
-from commands.audit.history import History
-from commands.http.keys import Keys
 from escrow.clock import SystemClock
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import History
+from escrow.commands.http.keys import Keys
 from escrow.policy import Policy
 
 

@@ -17,13 +17,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from commands.events import EventFeed
-from commands.http.answers import EventPage
-from commands.http.auth import caller, engine_of, staff_or_platform
-from commands.http.engine import Engine
-from commands.http.keys import Principal
-from commands.http.params import known_only
-from commands.http.problems import BadParameter, responses
+from escrow.commands.events import EventFeed
+from escrow.commands.http.answers import EventPage
+from escrow.commands.http.auth import caller, engine_of, staff_or_platform
+from escrow.commands.http.engine import Engine
+from escrow.commands.http.keys import Principal
+from escrow.commands.http.params import known_only
+from escrow.commands.http.problems import BadParameter, responses
 
 POLL = 0.5  # seconds between two reads of the log when nothing woke the stream
 KEEP_ALIVE = 15.0  # seconds of silence before a comment line keeps proxies from closing

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from commands.http.problems import BadParameter
+from escrow.commands.http.problems import BadParameter
 
 
 def known_only(request: Request) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from commands.models import InvalidCommand
+from escrow.commands.models import InvalidCommand
 from escrow.errors import ConcurrencyConflict, EscrowError, ValidationError
 
 log = logging.getLogger("escrow.http")

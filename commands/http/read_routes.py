@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from commands.api import Escrow
-from commands.audit.history import timeline
-from commands.http.answers import (
+from escrow.commands.api import Escrow
+from escrow.commands.audit.history import timeline
+from escrow.commands.http.answers import (
     Allowed,
     AppealAllowed,
     ComplaintAllowed,
@@ -29,11 +29,11 @@ from commands.http.answers import (
     Timeline,
     TraderRecord,
 )
-from commands.http.auth import caller, engine_of, staff_or_platform
-from commands.http.engine import Engine
-from commands.http.keys import Principal
-from commands.http.params import known_only
-from commands.http.problems import BadParameter, responses
+from escrow.commands.http.auth import caller, engine_of, staff_or_platform
+from escrow.commands.http.engine import Engine
+from escrow.commands.http.keys import Principal
+from escrow.commands.http.params import known_only
+from escrow.commands.http.problems import BadParameter, responses
 from escrow.errors import NotFound
 from escrow.views import AppealView, ComplaintView, OrderView
 from escrow.vocabulary import OrderState

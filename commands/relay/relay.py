@@ -42,14 +42,14 @@ from eventsourcing.persistence import PersistenceError
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
-from commands.audit.history import History, event_name
-from commands.events import EventJson
 from escrow.application import EscrowApplication
+from escrow.commands.audit.history import History, event_name
+from escrow.commands.events import EventJson
 from escrow.errors import ValidationError
 from escrow.log import Row
+from escrow.projections.follower import Follower
+from escrow.projections.readstore import PostgresReadStore, ReadStore
 from escrow.store import mask, parse_store_url
-from projections.follower import Follower
-from projections.readstore import PostgresReadStore, ReadStore
 
 log = logging.getLogger("escrow.relay")
 

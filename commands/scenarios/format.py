@@ -22,8 +22,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 
-from commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from escrow.clock import LATEST, bounded
+from escrow.commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from escrow.durations import bounded_duration
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.policy import Policy

@@ -21,13 +21,13 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import psycopg
 
-from commands.api import Escrow
-from commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.scenarios.format import CommandStep, ExpectStep, Scenario, Step, WaitStep
 from escrow.errors import EscrowError, NotFound, StoreError
+from escrow.projections.deadlines import Deadlines, stamp
 from escrow.store import mask, parse_store_url
 from escrow.views import OrderView, Outcome, Recorded
-from projections.deadlines import Deadlines, stamp
 
 DEADLINE_TABLE = Deadlines.tables[0]
 

@@ -24,10 +24,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from commands.api import Escrow
-from commands.simulation.deal import Act, Beat, Deal, Settle
-from commands.simulation.stories import MIX, TICK_EVERY, Story, suspended_attempt
 from escrow.clock import ManualClock
+from escrow.commands.api import Escrow
+from escrow.commands.simulation.deal import Act, Beat, Deal, Settle
+from escrow.commands.simulation.stories import MIX, TICK_EVERY, Story, suspended_attempt
 from escrow.errors import EscrowError, NotFound, StoreError
 from escrow.views import Outcome
 

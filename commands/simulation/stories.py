@@ -12,7 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from commands.simulation.deal import CENT, ZERO, Act, Beat, Deal, Settle
+from escrow.commands.simulation.deal import CENT, ZERO, Act, Beat, Deal, Settle
 
 TICK_EVERY = timedelta(minutes=1)  # how often the simulated scheduler runs `tick`
 

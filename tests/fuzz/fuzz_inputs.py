@@ -22,11 +22,11 @@ import atheris
 import yaml
 
 with atheris.instrument_imports(include=["commands", "escrow", "projections"]):
-    from commands.api import Escrow
-    from commands.models import parse_command
-    from commands.scenarios.format import ScenarioFileError, parse
-    from commands.scenarios.runner import run_scenario
     from escrow.clock import bounded
+    from escrow.commands.api import Escrow
+    from escrow.commands.models import parse_command
+    from escrow.commands.scenarios.format import ScenarioFileError, parse
+    from escrow.commands.scenarios.runner import run_scenario
     from escrow.durations import bounded_duration
     from escrow.errors import EscrowError, StoreError, ValidationError
     from escrow.store import mask, parse_store_url
