@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from escrow.clock import Clock, SystemClock, bounded
 from escrow.commands.bootstrap import guarded, wire
 from escrow.commands.deadlines import fire_due
 from escrow.commands.execution import CommandRunner
+from escrow.commands.metrics import CommandMetrics, EscrowCollector
 from escrow.commands.models import Command, parse_command
 from escrow.commands.queries import Queries
 from escrow.commands.recent import STREAMS, RecentStreams
@@ -32,6 +35,7 @@ class Escrow(Queries):
         read_models: str | None = None,
         recent_streams: int = STREAMS,
         create: bool = True,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         """`store`: a store URL (README, Store URLs), required: a silent in-memory default
         would lose everything at the next restart of a program that forgot it; tests and
@@ -42,7 +46,10 @@ class Escrow(Queries):
         store must already exist (a tool that only reads must not leave an empty store behind
         a typo); else StoreNotFound. A store that cannot be used raises a StoreError
         (escrow.errors). Who is an agent or supervisor is no argument: it is recorded in the
-        store by the `appoint_agent` and `dismiss_agent` commands, the same for every process."""
+        store by the `appoint_agent` and `dismiss_agent` commands, the same for every process.
+        `metrics`: a prometheus_client registry to publish the engine's metrics in
+        (escrow.commands.metrics; one engine per registry), e.g. the backend's own
+        `prometheus_client.REGISTRY`; none are counted without it."""
         if policy is not None and not isinstance(policy, Policy):
             raise ValidationError(f"policy is a Policy, not {type(policy).__name__}")
         if (
@@ -51,9 +58,23 @@ class Escrow(Queries):
             or recent_streams < 0
         ):
             raise ValidationError("recent_streams is a whole number, 0 or more")
+        if metrics is not None and not isinstance(metrics, CollectorRegistry):
+            raise ValidationError(f"metrics is a CollectorRegistry, not {type(metrics).__name__}")
+        counted = None if metrics is None else CommandMetrics()
         wiring = wire(store, read_models, create)
-        runner = CommandRunner(wiring, RecentStreams(recent_streams), policy or Policy())
+        runner = CommandRunner(
+            wiring, RecentStreams(recent_streams), policy or Policy(), metrics=counted
+        )
         super().__init__(wiring, runner, clock or SystemClock())
+        self._published: tuple[CollectorRegistry, EscrowCollector] | None = None
+        if metrics is not None and counted is not None:
+            collector = EscrowCollector(self, counted)
+            try:
+                metrics.register(collector)
+            except ValueError as e:  # its names are taken: another engine publishes there
+                self.close()
+                raise ValidationError(f"metrics: {e}; give each engine a registry") from e
+            self._published = (metrics, collector)
 
     def __enter__(self) -> Escrow:
         return self
@@ -62,6 +83,10 @@ class Escrow(Queries):
         self.close()
 
     def close(self) -> None:
+        if self._published is not None:
+            registry, collector = self._published
+            registry.unregister(collector)
+            self._published = None
         self.wiring.close()
 
     @guarded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -28,6 +29,7 @@ DEFERRED = "deferred"  # brought up to date before any read-model query or tick
 # PostgreSQL: the production layout runs `escrow projections run` beside the backend.
 READ_MODELS = {"sqlite": INLINE, "memory": DEFERRED, "postgresql": DEFERRED}
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("escrow.store")
 
 
 @dataclass
@@ -97,6 +99,12 @@ def guarded(method: F) -> F:
             if fault is None:
                 raise
             if isinstance(fault, StoreConnectionLost | StoreUnreachable):
+                log.warning(
+                    "%s: %s; replacing the store's connections",
+                    fault.code,
+                    fault.message,
+                    extra={"store": self.wiring.config.shown, "code": fault.code},
+                )
                 self.wiring.recover()  # the next call meets fresh connections, not dead ones
             raise fault from e
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
@@ -34,6 +35,8 @@ from escrow.recording import EscrowAggregate
 from escrow.trader import Trader
 from escrow.views import Outcome
 
+log = logging.getLogger("escrow.deadlines")
+
 # What each kind of deadline fires, and on which kind of stream.
 DEADLINE_COMMANDS: dict[str, Callable[[str], SystemCommand]] = {
     PAYMENT_WINDOW: lambda ref: ExpirePaymentWindow(order=ref),
@@ -62,9 +65,19 @@ def fire_due(runner: CommandRunner, now: datetime) -> list[Outcome]:
             continue
         command = DEADLINE_COMMANDS[kind](ref)
         try:
-            fired.append(runner.run(command, now))
+            outcome = runner.run(command, now)
         except EscrowError:
             continue  # moved on since (paid, proven, lifted): the deadline no longer applies
+        fired.append(outcome)
+        if runner.metrics is not None:
+            runner.metrics.fired(kind)
+        log.info(
+            "fired %s on %s (%s)",
+            kind,
+            ref,
+            command.name,
+            extra={"deadline": kind, "ref": ref, "command": command.name, "at": now.isoformat()},
+        )
     return fired
 
 

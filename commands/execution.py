@@ -4,6 +4,7 @@ and, inline, projects in the same transaction."""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -14,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 
 from escrow.commands.bootstrap import DEFERRED, Wiring
 from escrow.commands.handlers import HANDLERS
+from escrow.commands.metrics import CommandMetrics
 from escrow.commands.models import Command
 from escrow.commands.receipts import Receipt, fingerprint
 from escrow.commands.recent import RecentStreams
@@ -25,6 +27,9 @@ from escrow.recording import EscrowAggregate
 from escrow.views import Outcome, Recorded
 
 MAX_ATTEMPTS = 12
+REFS = ("order", "appeal", "complaint", "trader")  # the command fields that name a stream
+
+log = logging.getLogger("escrow.commands")
 
 
 class CommandRunner:
@@ -33,8 +38,10 @@ class CommandRunner:
         wiring: Wiring,
         recent: RecentStreams,
         policy: Policy,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self.wiring = wiring
+        self.metrics = metrics
         self.recent = recent
         self.policy = policy
         self.latest = datetime.min.replace(tzinfo=UTC)  # the latest time it recorded at
@@ -60,7 +67,39 @@ class CommandRunner:
         )
 
     def run(self, command: Command, now: datetime) -> Outcome:
-        """Decide and record `command` at `now`; raises an EscrowError on refusal."""
+        """Decide and record `command` at `now`; raises an EscrowError on refusal. Counted and
+        logged here, once per command whatever its retries: cheap when nobody listens (the
+        log line is built only if escrow.commands is enabled for INFO)."""
+        started = time.perf_counter()
+        try:
+            outcome = self._run(command, now)
+        except EscrowError as refusal:
+            seconds = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.refused(command.name, refusal.code, seconds)
+            if log.isEnabledFor(logging.INFO):
+                self._log_refused(command, refusal, seconds)
+            raise
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.accepted(command.name, seconds)
+        if log.isEnabledFor(logging.INFO):
+            self._log_accepted(command, outcome, seconds)
+        return outcome
+
+    @staticmethod
+    def _log_accepted(command: Command, outcome: Outcome, seconds: float) -> None:
+        replayed = " (replayed)" if outcome.replayed else ""
+        said = f"{len(outcome.recorded)} events{replayed}"
+        facts = {"events": len(outcome.recorded), "replayed": outcome.replayed}
+        _log("accepted", command, said, seconds, facts)
+
+    @staticmethod
+    def _log_refused(command: Command, refusal: EscrowError, seconds: float) -> None:
+        said = refusal.code + (f" [{refusal.rule}]" if refusal.rule else "")
+        _log("refused", command, said, seconds, {"code": refusal.code, "rule": refusal.rule})
+
+    def _run(self, command: Command, now: datetime) -> Outcome:
         handler = HANDLERS.get(type(command))
         if handler is None:
             raise ValidationError(f"not a command: {type(command).__name__}")
@@ -158,3 +197,28 @@ class CommandRunner:
             actor=event.actor,
             at=event.timestamp,
         )
+
+
+def _log(verb: str, command: Command, said: str, seconds: float, facts: dict[str, Any]) -> None:
+    """One line on escrow.commands: `VERB COMMAND REFS: SAID, N ms`, the facts as fields."""
+    refs = _refs(command)
+    log.info(
+        "%s %s %s: %s, %.1f ms",
+        verb,
+        command.name,
+        " ".join(f"{k}={v}" for k, v in refs.items()),
+        said,
+        seconds * 1000,
+        extra={
+            "command": command.name,
+            "refs": refs,
+            "actor": command.actor,
+            "duration_ms": round(seconds * 1000, 3),
+            **facts,
+        },
+    )
+
+
+def _refs(command: Command) -> dict[str, str]:
+    """The ids the command names (order, appeal, complaint, trader), for its log line."""
+    return {k: v for k in REFS if isinstance(v := getattr(command, k, None), str)}

@@ -129,8 +129,21 @@ class Order(EscrowAggregate):
         TOPIC = "escrow:Order.Released.v1"
 
     class AppealOpened(Moved):
+        """Schema version 2 records the appeal's reason on the order's stream too, so that the
+        order's timeline and the events other services receive say why the order is in
+        appeal without reading the appeal's stream. Version 1 events (stored before) have
+        none: upcast to `reason=None`, "not recorded here" (the appeal's own stream has it).
+        The topic names the event type and never changes; the schema version is stored in
+        the event's state (`class_version`), which the library upcasts on reading."""
+
         TOPIC = "escrow:Order.AppealOpened.v1"
+        class_version = 2
         appeal: str
+        reason: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reason"] = None
 
         def apply(self, aggregate: Any) -> None:
             super().apply(aggregate)
@@ -286,7 +299,13 @@ class Order(EscrowAggregate):
         situation = Situation(order=self, now=at, issue=issue, reason=reason)
         step = ORDER.decide("open_appeal", self.state, situation)
         self._record(
-            self.AppealOpened, actor=by.name, rule=step.rule, at=at, state=step.dest, appeal=appeal
+            self.AppealOpened,
+            actor=by.name,
+            rule=step.rule,
+            at=at,
+            state=step.dest,
+            appeal=appeal,
+            reason=reason,
         )
 
     def appeal_cancelled(self, appeal: str, by: Actor, at: datetime) -> None:

@@ -9,6 +9,7 @@ flight: the projector never steps over a hole in the ids until it knows the hole
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -34,6 +35,11 @@ REBUILD_PAGES = 4
 TRACKING_DDL = (
     "CREATE TABLE IF NOT EXISTS escrow_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)"
 )
+# The schema version of each read model's tables, as the code that built them had it.
+VERSIONS_DDL = "CREATE TABLE IF NOT EXISTS escrow_read_models (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+UNVERSIONED = 1  # what a model's tables are taken to be when a store has no row for it
+
+log = logging.getLogger("escrow.projections")
 
 
 Item = tuple[str, Any]  # (stream id as text, event): the text is made once per event
@@ -48,6 +54,10 @@ class ReadModel(ABC):
 
     name: str
     tables: tuple[str, ...]
+    # The schema version of its tables and of what `project` writes in them: bumped whenever
+    # either changes (a column, a table, the meaning of a value), so that every store's copy
+    # is rebuilt from the log the next time a process opens it (`Projector.__init__`).
+    version: int = 1
     # The event classes the model reads (subclasses included); others never reach `project`.
     reads: tuple[type, ...] = ()
 
@@ -172,14 +182,58 @@ class Projector:
         with store.transaction() as cur:
             store.creating(cur)
             cur.execute(TRACKING_DDL)
+            # The models' tracking rows first, locked (PostgreSQL): this waits for the batch a
+            # running projector has in hand and keeps its next one from starting, so that
+            # no projector is writing the tables while this transaction locks them (even
+            # CREATE INDEX IF NOT EXISTS takes a share lock): either order would deadlock.
+            tracked = set(self.positions(cur))
+            self._upgrade(cur, tracked)
+            for model in self.models:
+                if model.name not in tracked:
+                    cur.execute(
+                        "INSERT INTO escrow_tracking (name, position) VALUES (?, 0) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        [model.name],
+                    )
             for model in self.models:
                 for statement in [*model.ddl(store), *model.indexes(store)]:
                     cur.execute(statement)
+
+    def _upgrade(self, cur: Cursor, tracked: set[str]) -> None:
+        """Drop the tables of every model whose stored schema version is not the code's, and
+        set it back to the first event: the catch-up that follows any opening rebuilds it
+        from the log. Done inside the table-creating transaction, so one process does it and
+        any other opening the store waits for it (PostgreSQL: `creating`'s advisory lock;
+        SQLite: its one writer), then finds the version current. A store written before
+        versions were kept has no row: its tables count as version 1 (UNVERSIONED)."""
+        cur.execute(VERSIONS_DDL)
+        cur.execute("SELECT name, version FROM escrow_read_models")
+        stored = {name: int(version) for name, version in cur.fetchall()}
+        for model in self.models:
+            was = stored.get(model.name)
+            if was is None:
                 cur.execute(
-                    "INSERT INTO escrow_tracking (name, position) VALUES (?, 0) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    [model.name],
+                    "INSERT INTO escrow_read_models (name, version) VALUES (?, ?)",
+                    [model.name, model.version],
                 )
+                # tables built before versions were kept, or none yet (a new store)
+                was = UNVERSIONED if model.name in tracked else model.version
+            if was == model.version:
+                continue
+            log.warning(
+                "read model %s: tables of version %d, code of version %d: rebuilding it from "
+                "the log",
+                model.name,
+                was,
+                model.version,
+                extra={"model": model.name, "stored_version": was, "version": model.version},
+            )
+            cur.execute("UPDATE escrow_tracking SET position = 0 WHERE name = ?", [model.name])
+            drop(cur, model)
+            cur.execute(
+                "UPDATE escrow_read_models SET version = ? WHERE name = ?",
+                [model.version, model.name],
+            )
 
     @property
     def names(self) -> list[str]:
@@ -441,9 +495,13 @@ def numbered(
         yield position, str(event.originator_id), event
 
 
-def recreate(cur: Cursor, store: ReadStore, model: ReadModel) -> None:
-    """Drop the model's tables and create them empty, without their indexes."""
+def drop(cur: Cursor, model: ReadModel) -> None:
     for table in reversed(model.tables):
         cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def recreate(cur: Cursor, store: ReadStore, model: ReadModel) -> None:
+    """Drop the model's tables and create them empty, without their indexes."""
+    drop(cur, model)
     for statement in model.ddl(store):
         cur.execute(statement)

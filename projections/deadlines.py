@@ -34,6 +34,7 @@ FREEZE_WINDOW = "freeze_window"  # C4 / R7
 SANCTION_EXPIRY = "sanction_expiry"  # S2 / S3
 COMPLAINT_RESPONSE = "complaint_response"  # E5
 
+KINDS = (PAYMENT_WINDOW, PAYMENT_PROOF, FREEZE_WINDOW, SANCTION_EXPIRY, COMPLAINT_RESPONSE)
 COLUMNS = ("kind", "stream", "item", "due_at", "ref")
 Handler = Callable[[Rows, str, Any], None]
 
@@ -179,3 +180,14 @@ def due(store: ReadStore, now: datetime) -> list[tuple[str, UUID, str | None]]:
     for kind, stream, ref in rows:
         seen.setdefault((kind, UUID(stream)), ref)
     return [(kind, stream, ref) for (kind, stream), ref in seen.items()]
+
+
+def due_counts(store: ReadStore, now: datetime) -> dict[str, int]:
+    """How many deadlines of each kind are due at `now` and not fired yet (a metric: one
+    grouped count, not the rows `due` reads)."""
+    rows = store.query(
+        "SELECT kind, COUNT(*) FROM escrow_deadlines WHERE due_at <= ? GROUP BY kind", [stamp(now)]
+    )
+    counts = dict.fromkeys(KINDS, 0)
+    counts.update({kind: int(n) for kind, n in rows})
+    return counts

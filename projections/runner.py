@@ -33,7 +33,7 @@ from escrow.store import parse_store_url
 
 Report = Callable[[int, float, int, int], None]  # (events, seconds, position, head)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("escrow.projections")
 BACKOFF, MAX_BACKOFF = 0.5, 5.0  # seconds between attempts while the store is away
 
 
@@ -98,7 +98,10 @@ class Runner:
                     away += 1
                     delay = min(BACKOFF * 2 ** (away - 1), MAX_BACKOFF)
                     log.warning(
-                        "store unavailable (%s); retrying in %.1f s", _first_line(fault), delay
+                        "store unavailable (%s); retrying in %.1f s",
+                        _first_line(fault),
+                        delay,
+                        extra={"store": self.config.shown, "retry_in": delay, "attempt": away},
                     )
                     self.stopping.wait(delay)
                     for pool in (self.app, self.read):
@@ -106,7 +109,7 @@ class Runner:
                             pool.recover()
                     continue
                 if away:
-                    log.info("store available again")
+                    log.info("store available again", extra={"store": self.config.shown})
                     away = 0
                 total += done
                 if until_idle and done == 0:

@@ -1,7 +1,7 @@
 """The HTTP service against the in-process API, measured in the same run.
 
-A lifecycle is create_order → mark_paid → release. Over HTTP it is sent by a keep-alive httpx
-client in a process of its own to a real `escrow serve` (uvicorn) on a fresh store; in process
+A lifecycle is create_order → mark_paid → release. Over HTTP it is sent by a keep-alive client
+(the standard library's) in a process of its own to a real `escrow serve` (uvicorn) on a fresh store; in process
 it goes through `Escrow.execute` on a fresh store of the same kind. Both run in paired rounds
 so that drift of the machine hits them alike; the ratio (HTTP / in process) is taken within
 each round and the median kept. p50/p99 are per command, over HTTP, in milliseconds.
@@ -23,8 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from bench_engine import PG, Stores
@@ -51,10 +53,15 @@ def order(ref: str) -> dict[str, Any]:
 
 
 def client(url: str, n: int, prefix: str) -> dict[str, Any]:
-    """One client process: `n` lifecycles over one keep-alive connection."""
+    """One client process: `n` lifecycles over one keep-alive connection. The standard
+    library's client, the leanest in Python: what is measured is the service, not the cost of
+    a client library (a Go or Java backend's client costs less still)."""
     latencies: dict[str, list[float]] = {c: [] for c in COMMANDS}
-    with httpx.Client(base_url=url, timeout=60) as http:
-        http.get("/healthz")
+    address = urlsplit(url)
+    http = HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=60)
+    try:
+        http.request("GET", "/healthz")
+        http.getresponse().read()
         started, wall = time.perf_counter(), time.time()
         for i in range(n):
             ref = f"{prefix}{i}"
@@ -62,15 +69,23 @@ def client(url: str, n: int, prefix: str) -> dict[str, Any]:
                 COMMANDS, (order(ref), {"order": ref}, {"order": ref}), strict=True
             ):
                 t = time.perf_counter()
-                answer = http.post(
+                http.request(
+                    "POST",
                     f"/v1/commands/{name}",
-                    json=body,
-                    headers={"Authorization": f"Bearer {TOKENS[name]}"},
+                    body=json.dumps(body),
+                    headers={
+                        "Authorization": f"Bearer {TOKENS[name]}",
+                        "Content-Type": "application/json",
+                    },
                 )
+                answer = http.getresponse()
+                text = answer.read()
                 latencies[name].append((time.perf_counter() - t) * 1000)
-                if answer.status_code >= 300:
-                    raise SystemExit(f"{name}: {answer.status_code} {answer.text}")
+                if answer.status >= 300:
+                    raise SystemExit(f"{name}: {answer.status} {text.decode()}")
         seconds = time.perf_counter() - started
+    finally:
+        http.close()
     return {"seconds": seconds, "start": wall, "end": wall + seconds, "latencies": latencies}
 
 

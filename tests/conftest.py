@@ -8,6 +8,7 @@ server is unreachable they are skipped with a line saying so, unless ESCROW_REQU
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,6 +64,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"NOTE: PostgreSQL unreachable ({problem}); every PostgreSQL test was skipped. "
             "Start the server (see README) to run them."
         )
+
+
+@pytest.fixture(autouse=True)
+def _escrow_logging_as_found() -> Iterator[None]:
+    """A command run in process (`CliRunner`) configures the `escrow` loggers as a process
+    would (escrow.commands.logs.configure); put them back, so that one test's INFO level does not
+    make every later test format a line per command."""
+    logger = logging.getLogger("escrow")
+    found = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = found[0], found[1], found[2]
 
 
 @pytest.fixture

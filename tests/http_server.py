@@ -77,6 +77,13 @@ def serve(
             env={**os.environ, **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
+    with running(process, url, log):
+        yield Server(url, log)
+
+
+@contextmanager
+def running(process: subprocess.Popen[bytes], url: str, log: Path) -> Iterator[None]:
+    """A started `escrow serve` (own session), once /healthz answers; killed afterwards."""
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -88,7 +95,7 @@ def serve(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"escrow serve did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        yield Server(url, log)
+        yield
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

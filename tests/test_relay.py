@@ -30,9 +30,9 @@ import pytest
 from escrow.application import EscrowApplication
 from escrow.commands.audit.history import History
 from escrow.commands.events import EventFeed
-from escrow.commands.relay.relay import masked, position_of, status_of, subject
+from escrow.commands.relay.relay import position_of, status_of, subject
 from escrow.projections.synthetic import START, fill
-from escrow.store import parse_store_url
+from escrow.store import mask, parse_store_url
 
 NATS_URL = os.environ.get("ESCROW_TEST_NATS", "nats://127.0.0.1:4222")
 ESCROW = str(Path(sys.executable).with_name("escrow"))
@@ -280,11 +280,11 @@ def test_a_postgresql_restart_during_a_run(pg_schema_url: str, stream: Stream) -
 
 
 def test_passwords_never_reach_a_log_line() -> None:
-    assert masked("postgresql://app:s3cret@db:5432/x?schema=a") == (
+    assert mask("postgresql://app:s3cret@db:5432/x?schema=a") == (
         "postgresql://app:***@db:5432/x?schema=a"
     )
-    assert masked("nats://user:pw@127.0.0.1:4222") == "nats://user:***@127.0.0.1:4222"
-    assert masked("sqlite:///x.db") == "sqlite:///x.db"
+    assert mask("nats://user:pw@127.0.0.1:4222") == "nats://user:***@127.0.0.1:4222"
+    assert mask("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_the_example_consumer_applies_every_movement_once(tmp_path: Path, stream: Stream) -> None:

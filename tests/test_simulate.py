@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -149,13 +150,14 @@ def test_simulate_needs_a_manual_clock_and_agents() -> None:
 
 def test_the_command_prints_a_summary_and_matches_the_function() -> None:
     outcome = CliRunner().invoke(
-        main, ["simulate", "--orders", "40", "--seed", "5", "--store", "memory:"]
+        main, ["simulate", "--orders", "40", "--seed", "5", "--store", "memory:", "--settle"]
     )
     assert outcome.exit_code == 0, outcome.output
     for title in ("Orders by final state", "Appeals by reason and ending", "events/s"):
         assert title in outcome.output
     as_json = CliRunner().invoke(
-        main, ["simulate", "--orders", "40", "--seed", "5", "--store", "memory:", "--json"]
+        main,
+        ["simulate", "--orders", "40", "--seed", "5", "--store", "memory:", "--json", "--settle"],
     )
     assert as_json.exit_code == 0, as_json.output
     reported = json.loads(as_json.stdout)
@@ -164,3 +166,29 @@ def test_the_command_prints_a_summary_and_matches_the_function() -> None:
     reported.pop("seconds")
     reported.pop("rate")
     assert reported == expected.counts()
+
+
+def test_by_default_the_command_leaves_orders_in_flight_for_the_views(tmp_path: Path) -> None:
+    """It stops when the last order arrives: open appeals and unpaid orders stay, and the
+    views read the store at its last event's time, so the 30-day figures are current."""
+    store = ["--store", f"sqlite:///{tmp_path / 'sim.db'}"]
+    runner = CliRunner()
+    done = runner.invoke(main, [*store, "simulate", "--orders", "300", "--seed", "4", "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    states = summary["final_states"]
+    assert summary["in_flight"] > 0 and states["in_appeal"] > 0
+    assert states.get("awaiting_payment", 0) + states.get("paid", 0) > 0
+    assert sum(states.values()) == 300
+    in_appeal = runner.invoke(main, [*store, "views", "orders", "--state", "in_appeal", "--json"])
+    assert len(json.loads(in_appeal.stdout)) == states["in_appeal"]
+    traders = json.loads(runner.invoke(main, [*store, "views", "traders", "--json"]).stdout)
+    assert any(t["completion_rate_30d"] is not None for t in traders)
+    at_end = summary["simulated_until"]
+    shown = runner.invoke(main, [*store, "views", "traders", "--limit", "1"]).stdout
+    assert f"traders at {at_end[:10]} {at_end[11:16]} UTC" in shown
+    later = [*store, "views", "traders", "--json", "--at", "2030-01-01T00:00:00Z"]
+    assert all(
+        t["completion_rate_30d"] is None for t in json.loads(runner.invoke(main, later).stdout)
+    )
+    assert runner.invoke(main, [*store, "views", "appeals", "--at", "now"]).exit_code == 0

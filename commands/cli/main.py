@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from escrow.commands.cli.store import DEFAULT_STORE, STORE_HELP
+from escrow.commands.logs import configure
 from escrow.errors import EscrowError
 from escrow.machines import APPEAL, COMPLAINT, ORDER
 from escrow.store import mask
@@ -45,8 +46,15 @@ class Guarded(click.Group):
     help=STORE_HELP,
 )
 def main(store: str) -> None:
-    """Event-sourced escrow engine for P2P orders and their appeals."""
+    """Event-sourced escrow engine for P2P orders and their appeals.
+
+    Logs go to stderr: ESCROW_LOG_FORMAT=text|json, ESCROW_LOG_LEVEL (default WARNING; INFO
+    for serve, projections run and relay). All settings: docs/configuration.md."""
     # `store` is read by the subcommands through escrow.commands.cli.store.store_of.
+    try:
+        configure(default_level="WARNING")  # the long-running commands raise it to INFO
+    except EscrowError as e:
+        raise click.UsageError(e.message) from e
 
 
 @main.command()

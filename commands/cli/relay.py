@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 
 import click
 
 from escrow.commands.cli.store import store_of, uses_store
-from escrow.commands.relay.relay import Relay, masked, status_of
+from escrow.commands.logs import configure
+from escrow.commands.relay.relay import Relay, status_of
 from escrow.errors import EscrowError
+from escrow.store import mask
+
+stream_option = click.option(
+    "--stream",
+    envvar="ESCROW_RELAY_STREAM",
+    default="ESCROW",
+    show_default=True,
+    help="JetStream stream name.",
+)
 
 
 @click.group(invoke_without_command=True)
@@ -25,8 +34,14 @@ from escrow.errors import EscrowError
     show_default=True,
     help="The NATS server (JetStream enabled).",
 )
-@click.option("--stream", default="ESCROW", show_default=True, help="JetStream stream name.")
-@click.option("--prefix", default="escrow", show_default=True, help="Subjects: PREFIX.KIND.EVENT.")
+@stream_option
+@click.option(
+    "--prefix",
+    envvar="ESCROW_RELAY_PREFIX",
+    default="escrow",
+    show_default=True,
+    help="Subjects: PREFIX.KIND.EVENT.",
+)
 @click.option(
     "--batch",
     type=click.IntRange(1, 10_000),
@@ -55,7 +70,7 @@ def relay(
     """
     if ctx.invoked_subcommand is not None:
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure()  # a service: INFO unless ESCROW_LOG_LEVEL says otherwise (checked by `escrow`)
     try:
         relayer = Relay(
             store_of(ctx), nats_url, stream=stream, prefix=prefix, batch=batch, poll=poll
@@ -77,7 +92,7 @@ def relay(
 
 @relay.command()
 @uses_store()
-@click.option("--stream", default="ESCROW", show_default=True, help="JetStream stream name.")
+@stream_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_context
 def status(ctx: click.Context, stream: str, as_json: bool) -> None:
@@ -90,5 +105,5 @@ def status(ctx: click.Context, stream: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"position": found.position, "head": found.head, "lag": found.lag}))
     else:
-        click.echo(f"store     {masked(store_of(ctx))}\nstream    {stream}")
+        click.echo(f"store     {mask(store_of(ctx))}\nstream    {stream}")
         click.echo(f"position  {found.position}\nhead      {found.head}\nlag       {found.lag}")

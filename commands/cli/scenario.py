@@ -341,15 +341,24 @@ def demo(ctx: click.Context, folder: Path | None) -> None:
 @click.command()
 @click.option("--orders", type=click.IntRange(min=1), required=True, help="Orders to simulate.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same history.")
+@click.option(
+    "--settle",
+    is_flag=True,
+    help="Let every story end (weeks of simulated time) instead of stopping when the last "
+    "order arrives with the rest in flight.",
+)
 @uses_store("Store to fill (same as the global --store).")
 @click.option("--json", "json_output", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> None:
+def simulate(ctx: click.Context, orders: int, seed: int, settle: bool, json_output: bool) -> None:
     """Fill a store with a seeded, realistic workload and summarise it.
 
     Orders complete, expire, are cancelled, or are appealed for every reason, with deadlines
-    firing and sanctions applied and lifted, on a simulated clock. Run on a fresh store: the
-    same seed then gives the same history and the same summary.
+    firing and sanctions applied and lifted, on a simulated clock. It stops when the last
+    order arrives: what is going on then (unpaid and paid orders, open appeals, sanctions)
+    stays in flight, as in a live exchange (--settle: every story ends). Run on a fresh store: the
+    same seed then gives the same history and the same summary. `views` read the store at the
+    time of its last event, so they show it as of the simulated time.
     """
     from escrow.commands.simulation.simulate import SimulationError, simulation_engine
     from escrow.commands.simulation.simulate import simulate as run_simulation
@@ -380,7 +389,7 @@ def simulate(ctx: click.Context, orders: int, seed: int, json_output: bool) -> N
                 bar.update(task, completed=done, events=events)
 
             try:
-                summary = run_simulation(engine, orders, seed, progress)
+                summary = run_simulation(engine, orders, seed, progress, settle)
             except (SimulationError, EscrowError) as e:
                 raise click.ClickException(str(e)) from None
     finally:
@@ -415,7 +424,7 @@ def _print_summary(console: Console, summary: Any, url: str) -> None:
     console.print(_counter_table("Deadlines fired", summary.deadlines_fired))
     console.print(_counter_table("Refusals (as the rules require)", summary.refusals))
     console.print(
-        f"{summary.orders} orders, {summary.commands} commands, {summary.events} events "
+        f"{summary.orders} orders ({summary.in_flight} in flight), {summary.commands} commands, {summary.events} events "
         f"recorded in {summary.seconds:.1f} s ({summary.rate:,.0f} events/s) on {escape(mask(url))}; "
         f"simulated time until {summary.simulated_until:%Y-%m-%d %H:%M} UTC"
     )

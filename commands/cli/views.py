@@ -12,7 +12,7 @@ import json
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +35,7 @@ from escrow.application import EscrowApplication
 from escrow.clock import bounded
 from escrow.commands.api import Escrow
 from escrow.commands.cli.store import store_of, uses_store
+from escrow.commands.logs import configure
 from escrow.durations import bounded_duration, format_duration
 from escrow.errors import EscrowError
 from escrow.faults import store_faults
@@ -69,9 +70,19 @@ def _engine(ctx: click.Context) -> Iterator[Escrow]:
         engine.close()
 
 
+NOW = "now"
+AT_HELP = (
+    "ISO 8601 time, or 'now'; default the time of the store's last event (a simulated "
+    "store reads at its simulated time)."
+)
+
+
 def _at(value: str | None) -> datetime | None:
+    """`--at`: a time, "now" (the wall clock), or None (then `_store_time`)."""
     if value is None:
         return None
+    if value.strip().lower() == NOW:
+        return datetime.now(UTC)
     try:
         return bounded(datetime.fromisoformat(value), "--at")
     except (ValueError, EscrowError) as e:
@@ -79,6 +90,20 @@ def _at(value: str | None) -> datetime | None:
         raise click.BadParameter(
             f"{value!r}: {problem} (use e.g. 2026-03-01T10:00:00Z)", param_hint="--at"
         ) from e
+
+
+def _store_time(engine: Escrow) -> datetime:
+    """The time of the store's last event, where views measure ages and windows by default:
+    what the store knows, the same on every machine that reads it. On a live store it is
+    seconds behind the wall clock (every command and every deadline fired records one); on
+    a simulated store it is the simulated time (`escrow simulate`); on an empty one, now."""
+    head = engine.app.recorder.max_notification_id()
+    if not head:
+        return datetime.now(UTC)
+    (last,) = engine.app.recorder.select_notifications(start=head, limit=1)
+    event: Any = engine.app.mapper.to_domain_event(last)
+    moment: datetime = event.timestamp
+    return moment
 
 
 def _json(items: BaseModel | Sequence[BaseModel]) -> None:
@@ -165,7 +190,7 @@ def orders(
 @click.option("--unassigned", is_flag=True, help="Only appeals no agent has taken yet.")
 @click.option("--trader", help="Only appeals on this trader's orders (either side).")
 @click.option("--waits-on", type=click.Choice(WAITS_ON), help="Only appeals waiting on this.")
-@click.option("--at", "at_text", help="Measure ages at this time (ISO 8601), default now.")
+@click.option("--at", "at_text", help=f"Measure ages at this time: {AT_HELP}")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -186,7 +211,9 @@ def appeals(
         age = bounded_duration(older_than) if older_than else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--older-than") from e
+    at = _at(at_text)
     with _engine(ctx) as engine:
+        at = at or _store_time(engine)
         items = engine.appeal_queue(
             reason=reason,
             older_than=age,
@@ -195,12 +222,12 @@ def appeals(
             trader=trader,
             waits_on=waits_on,
             limit=limit,
-            at=_at(at_text),
+            at=at,
         )
     if as_json:
         _json(items)
         return
-    table = Table(title=f"open appeals ({len(items)} shown, oldest first)")
+    table = Table(title=f"open appeals at {_time(at)} UTC ({len(items)} shown, oldest first)")
     for column in ("appeal", "order", "reason", "opener", "age", "state", "agent"):
         table.add_column(column)
     table.add_column("waits on")
@@ -225,7 +252,7 @@ def appeals(
 @click.argument("names", nargs=-1)
 @click.option("--sort", type=click.Choice(list(SORTS)), default="name", show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--at", "at_text", help="30-day window and sanctions at this time, default now.")
+@click.option("--at", "at_text", help=f"30-day window and sanctions at this time: {AT_HELP}")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def traders(
@@ -239,6 +266,7 @@ def traders(
     """Trader figures: NAMES, or the first --limit traders by --sort."""
     at = _at(at_text)
     with _engine(ctx) as engine:
+        at = at or _store_time(engine)
         if names:
             stats = [engine.trader_stats(name, at) for name in names]
         else:
@@ -246,7 +274,7 @@ def traders(
     if as_json:
         _json(stats[0] if len(names) == 1 else stats)
         return
-    table = Table(title="traders (30-day completion rate at query time)")
+    table = Table(title=f"traders at {_time(at)} UTC (30-day completion rate then)")
     table.add_column("trader")
     for column in ("orders", "done", "cancelled", "30d rate", "pay s", "release s"):
         table.add_column(column, justify="right")
@@ -390,6 +418,7 @@ def run(
     """Follow the event log and project new events as they are committed (Ctrl-C stops
     after the batch in hand; a killed runner resumes where its last batch committed)."""
     _check_names(names)
+    configure()  # a service: INFO unless ESCROW_LOG_LEVEL says otherwise (checked by `escrow`)
     console = _console()
     try:
         runner = Runner(store_of(ctx), names=names, batch=batch, poll=poll)

@@ -13,31 +13,44 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from escrow.commands.config import POLICY_ENV, load_policy
 from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
 from escrow.commands.http.answers import Health
-from escrow.commands.http.auth import Unauthenticated
+from escrow.commands.http.auth import Unauthenticated, caller, staff_or_platform
 from escrow.commands.http.bodies import BodyTooLarge, NotJSON
 from escrow.commands.http.edge import Edge
 from escrow.commands.http.engine import Engine, StoreUnavailable
-from escrow.commands.http.keys import Keys
+from escrow.commands.http.keys import Keys, Principal
 from escrow.commands.http.problems import Problem, problem, refusal, unreachable
 from escrow.errors import EscrowError
+from escrow.policy import Policy
 
 STORE_ENV, KEYS_ENV = "ESCROW_HTTP_STORE", "ESCROW_HTTP_KEYS"
 
 
-def create_app(store: str, keys: Keys) -> FastAPI:
-    engine = Engine(store, keys)
+def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    engine = Engine(store, keys, metrics=registry, policy=policy)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +74,7 @@ def create_app(store: str, keys: Keys) -> FastAPI:
     app.include_router(read_routes.router)
     app.include_router(event_routes.router)
     _health(app, engine)
+    _metrics(app, registry)
     console.mount(app)
     _refusals(app)
     app.add_middleware(Edge)
@@ -70,7 +84,12 @@ def create_app(store: str, keys: Keys) -> FastAPI:
 
 def from_environment() -> FastAPI:
     """The app of one worker process of `escrow serve --workers N`."""
-    return create_app(os.environ[STORE_ENV], Keys.load(os.environ[KEYS_ENV]))
+    policy = os.environ.get(POLICY_ENV)
+    return create_app(
+        os.environ[STORE_ENV],
+        Keys.load(os.environ[KEYS_ENV]),
+        load_policy(policy) if policy else None,
+    )
 
 
 def _health(app: FastAPI, engine: Engine) -> None:
@@ -95,6 +114,18 @@ def _health(app: FastAPI, engine: Engine) -> None:
     def docs() -> HTMLResponse:
         """The routes, from the OpenAPI document, on a page that needs no network."""
         return HTMLResponse(_docs_page(app.openapi()))
+
+
+def _metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(who: Annotated[Principal, Depends(caller)]) -> Response:
+        """Prometheus text exposition: commands and refusals by code, command latency,
+        deadlines fired and due, read-model and relay lag, the process. A bearer token of a
+        platform, agent or supervisor, like every read over all traders' business: the
+        counts are business figures, and the port also serves traders."""
+        staff_or_platform(who)
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
 
 
 def _refusals(app: FastAPI) -> None:

@@ -42,11 +42,20 @@ class Edge:
             response = fault(Request(scope), error)
             await response(scope, receive, sending)
         finally:
-            route: Any = scope.get("route")
-            access.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                getattr(route, "path", "-"),
-                status,
-                (time.perf_counter() - start) * 1000,
-            )
+            if access.isEnabledFor(logging.INFO):
+                route: Any = scope.get("route")
+                path = getattr(route, "path", "-")
+                ms = (time.perf_counter() - start) * 1000
+                access.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    path,
+                    status,
+                    ms,
+                    extra={
+                        "method": scope["method"],
+                        "route": path,
+                        "status": status,
+                        "duration_ms": round(ms, 3),
+                    },
+                )

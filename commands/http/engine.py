@@ -11,11 +11,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from escrow.clock import SystemClock
 from escrow.commands.api import Escrow
 from escrow.commands.audit.history import History
 from escrow.commands.http.keys import Keys
 from escrow.commands.staffing import appoint
+from escrow.policy import Policy
 
 
 class StoreUnavailable(Exception):
@@ -29,6 +32,8 @@ RETRY_AFTER = 5.0  # seconds between two attempts to open an unreachable store
 class Engine:
     store: str
     keys: Keys
+    metrics: CollectorRegistry | None = None  # where the engine publishes its metrics
+    policy: Policy | None = None  # None: the defaults of rules.md
     _escrow: Escrow | None = None
     _history: History | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,7 +49,9 @@ class Engine:
                 if time.monotonic() - self._failed_at < RETRY_AFTER:
                     raise StoreUnavailable(self._failure)
                 try:
-                    escrow = Escrow(self.store, clock=SystemClock())
+                    escrow = Escrow(
+                        self.store, policy=self.policy, clock=SystemClock(), metrics=self.metrics
+                    )
                     try:  # the keys file's staff, recorded once whichever server starts first
                         appoint(escrow, self.keys.agents, self.keys.supervisors)
                     except BaseException:

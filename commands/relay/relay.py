@@ -31,7 +31,6 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import nats
@@ -50,7 +49,7 @@ from escrow.errors import ValidationError
 from escrow.log import Row
 from escrow.projections.follower import Follower
 from escrow.projections.readstore import PostgresReadStore, ReadStore
-from escrow.store import parse_store_url
+from escrow.store import mask, parse_store_url
 
 log = logging.getLogger("escrow.relay")
 
@@ -74,18 +73,6 @@ OUTAGES: tuple[type[BaseException], ...] = (
 class Refused(nats.errors.Error):
     """The server refused a message (not the one expected next, or any other error): the
     relay starts again from the stream's end, like after an outage of the broker."""
-
-
-def masked(url: str) -> str:
-    """A URL fit for a log line: its password replaced."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def subject(prefix: str, event: dict[str, Any]) -> str:
@@ -151,8 +138,8 @@ class Relay:
         """Relay until `stop`, starting again after any outage of the broker or the store."""
         log.info(
             "relaying %s to %s (stream %s, subjects %s.>)",
-            masked(self.store_url),
-            masked(self.nats_url),
+            mask(self.store_url),
+            mask(self.nats_url),
             self.stream,
             self.prefix,
         )
