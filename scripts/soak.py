@@ -461,14 +461,14 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         stream = f"SOAK_{uuid.uuid4().hex[:8].upper()}"
         relay = _relay(schema.url, args.nats, stream) if args.nats else None
         kills = store_restarts = 0
-        # Early enough that the workers are still busy, whatever --commands is.
-        restart_at = started + min(args.seconds / 3, 10.0) if args.store_restart else None
+        # Once a fifth of the commands are answered: the workers are busy, however fast.
+        restart_after = per_worker * args.workers // 5 if args.store_restart else None
         deadline = started + args.seconds
         for _ in _every(rng, deadline):
-            if restart_at is not None and time.monotonic() >= restart_at:
+            if restart_after is not None and _answered(journals) >= restart_after:
                 restart_postgres()
                 store_restarts += 1
-                restart_at = None
+                restart_after = None
             if all(p.poll() is not None for p in workers.values()):
                 break
             if rng.random() < 0.1:
@@ -520,6 +520,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "store_restarts": store_restarts,
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def _answered(journals: Path) -> int:
+    return sum(
+        sum(1 for line in journal_lines(path) if "ack" in line)
+        for path in journals.glob("w*.jsonl")
+    )
 
 
 def _every(rng: random.Random, deadline: float) -> Iterator[None]:

@@ -11,10 +11,10 @@ from tests.test_scripts import run_script
 
 @pytest.mark.postgres
 def test_a_short_soak_loses_nothing_and_duplicates_nothing(pg_schema_url: str) -> None:
-    args = ["--workers", "2", "--commands", "1200", "--seconds", "30", "--postgres", pg_schema_url]
+    args = ["--workers", "2", "--commands", "3000", "--seconds", "60", "--postgres", pg_schema_url]
     result = run_script("soak.py", *args)
     assert result["workers"] == 2
-    assert result["acknowledged"] == result["commands"] == 1200
+    assert result["acknowledged"] == result["commands"] == 3000
     assert result["lost"] == 0
     assert result["duplicated"] == 0
     assert result["verify"] == "clean"
