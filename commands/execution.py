@@ -201,6 +201,8 @@ class CommandRunner:
 
 def _log(verb: str, command: Command, said: str, seconds: float, facts: dict[str, Any]) -> None:
     """One line on escrow.commands: `VERB COMMAND REFS: SAID, N ms`, the facts as fields."""
+    if not log.isEnabledFor(logging.INFO):  # an embedding backend that does not listen pays nothing
+        return
     refs = _refs(command)
     log.info(
         "%s %s %s: %s, %.1f ms",
@@ -221,4 +223,5 @@ def _log(verb: str, command: Command, said: str, seconds: float, facts: dict[str
 
 def _refs(command: Command) -> dict[str, str]:
     """The ids the command names (order, appeal, complaint, trader), for its log line."""
-    return {k: v for k in REFS if isinstance(v := getattr(command, k, None), str)}
+    fields = vars(command)  # not getattr: a missing attribute costs pydantic an exception
+    return {k: v for k in REFS if isinstance(v := fields.get(k), str)}

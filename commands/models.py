@@ -146,7 +146,7 @@ class Command(BaseModel):
 
     @property
     def actor(self) -> str:
-        return str(getattr(self, "by", "platform"))
+        return str(vars(self).get("by", "platform"))  # getattr's miss costs an exception
 
 
 class OrderCommand(Command):

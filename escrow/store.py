@@ -103,7 +103,11 @@ def mask(text: str) -> str:
     """`text` with every password in it masked: a URL's `user:secret@`, and `password=` or
     `sslpassword=` in a URL query or a libpq conninfo. The one masking function: anything that
     prints, logs or raises a store URL or a driver's message passes through it."""
-    return _KEY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+    if "@" in text:  # the checks first: most log lines hold neither, and the patterns cost
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+    if "assword" in text.lower():
+        text = _KEY_PASSWORD.sub(r"\1***", text)
+    return text
 
 
 def parse_store_url(url: str) -> StoreConfig:

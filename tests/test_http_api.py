@@ -249,6 +249,13 @@ def test_the_errors_of_the_table(http: httpx.Client, server: Server) -> None:
         post(http, "bob", "release", {"order": "o1", "command_id": "x"}), 422, "validation_error"
     )
     refused(post(http, "bob", "release", ["o1"]), 422, "validation_error")
+    misspelt = refused(
+        http.get("/v1/orders?staet=paid", headers=auth("platform")), 422, "validation_error"
+    )
+    assert misspelt["errors"] == [{"field": "staet", "message": "not a parameter of this route"}]
+    extra = http.post("/v1/commands/release?dry_run=1", json={"order": "o1"}, headers=auth("bob"))
+    assert refused(extra, 422, "validation_error")["errors"][0]["field"] == "dry_run"
+    assert http.get("/v1/commands/release", headers=auth("bob")).status_code == 405
     not_json = http.post("/v1/commands/release", content=b"{not json", headers=auth("bob"))
     refused(not_json, 400, "invalid_json")
     big = {"appeal": "a1", "description": "x" * (65 * 1024)}
@@ -268,6 +275,7 @@ def test_the_errors_of_the_table(http: httpx.Client, server: Server) -> None:
     assert "/openapi.json" in http.get("/docs").text
     log = server.log.read_text()
     assert "POST /v1/commands/{command} 404" in log and "GET /v1/orders/{order} 200" in log
+    assert "POST /v1/commands/release 422" in log  # a command's route names the command
     assert "tok-" not in log
 
 

@@ -179,6 +179,7 @@ def test_mask_hides_every_password() -> None:
     assert mask("postgres://bob:p%40ss@h/db") == "postgres://bob:***@h/db"
     assert mask("...?sslpassword=k3y&sslmode=require") == "...?sslpassword=***&sslmode=require"
     assert mask("host=h password='a b' user=u") == "host=h password=*** user=u"
+    assert mask("host=h PassWord=x user=u") == "host=h PassWord=*** user=u"
     assert mask("postgresql://bob@h/db") == "postgresql://bob@h/db"
     for url in (
         "mysql://root:s3cret@h/db",

@@ -7,7 +7,6 @@ process calls (`--workers N`), reading what `escrow serve` put in its environmen
 
 from __future__ import annotations
 
-import asyncio
 import html
 import os
 from collections.abc import AsyncIterator
@@ -27,13 +26,12 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic.json_schema import models_json_schema
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from escrow.commands.config import POLICY_ENV, load_policy
 from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
-from escrow.commands.http.answers import Health
+from escrow.commands.http.answers import CommandAnswer, Health
 from escrow.commands.http.auth import Unauthenticated, caller, staff_or_platform
 from escrow.commands.http.bodies import BodyTooLarge, NotJSON
 from escrow.commands.http.edge import Edge
@@ -54,8 +52,7 @@ def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Open the store now if it answers, without holding up the start (/healthz).
-        asyncio.get_running_loop().run_in_executor(None, engine.ready)
+        engine.open_soon()
         yield
         engine.close()
 
@@ -70,11 +67,11 @@ def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.wakeup = wakeup = event_routes.Wakeup()
     app.state.committed = wakeup.notify
-    app.include_router(command_routes.router)
+    command_routes.mount(app)
     app.include_router(read_routes.router)
     app.include_router(event_routes.router)
     _health(app, engine)
-    _metrics(app, registry)
+    _metrics(app, engine, registry)
     console.mount(app)
     _refusals(app)
     app.add_middleware(Edge)
@@ -106,7 +103,7 @@ def _health(app: FastAPI, engine: Engine) -> None:
     )
     async def readyz() -> Response:
         """200 once the store answers, 503 while it does not."""
-        if await run_in_threadpool(engine.ready):
+        if await engine.call(engine.ready):
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, 503)
 
@@ -116,7 +113,7 @@ def _health(app: FastAPI, engine: Engine) -> None:
         return HTMLResponse(_docs_page(app.openapi()))
 
 
-def _metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+def _metrics(app: FastAPI, engine: Engine, registry: CollectorRegistry) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics(who: Annotated[Principal, Depends(caller)]) -> Response:
         """Prometheus text exposition: commands and refusals by code, command latency,
@@ -124,7 +121,7 @@ def _metrics(app: FastAPI, registry: CollectorRegistry) -> None:
         platform, agent or supervisor, like every read over all traders' business: the
         counts are business figures, and the port also serves traders."""
         staff_or_platform(who)
-        body = await run_in_threadpool(generate_latest, registry)
+        body = await engine.call(generate_latest, registry)
         return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -175,10 +172,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             openapi_version="3.1.0",
         )
+        schema["paths"] = {**command_routes.operations(), **schema["paths"]}
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(bodies.schemas())
-        _, problems = models_json_schema([(Problem, "serialization")], ref_template=bodies.REF)
-        components.update(problems["$defs"])
+        _, answers = models_json_schema(
+            [(CommandAnswer, "serialization"), (Problem, "serialization")], ref_template=bodies.REF
+        )
+        components.update(answers["$defs"])
         app.openapi_schema = schema
     return app.openapi_schema
 

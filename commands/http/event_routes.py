@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from escrow.commands.events import EventFeed
@@ -98,13 +97,14 @@ async def stream(
         if not last_event_id.isdigit():
             raise BadParameter("Last-Event-ID", "an event position this stream sent")
         after = int(last_event_id)
-    feed = await run_in_threadpool(feed_of, request)
+    engine = engine_of(request)
+    feed = await engine.call(feed_of, request)
     wakeup: Wakeup = request.app.state.wakeup
 
     async def lines(position: int) -> AsyncIterator[str]:
         quiet = 0.0
         while True:
-            page, read_up_to = await run_in_threadpool(feed.read, position, PAGE)
+            page, read_up_to = await engine.call(feed.read, position, PAGE)
             for event in page:
                 yield f"id: {event['position']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
             position = read_up_to
