@@ -1,5 +1,5 @@
-"""The FastAPI application: routes, refusals as problem+json, health, and the OpenAPI
-document generated from the command and view models.
+"""The application: its routes, health, metrics, and the OpenAPI document generated from the
+command and view models (the refusals and the command path: service.py).
 
 `create_app(store, keys)` builds one; `from_environment()` is the factory each uvicorn worker
 process calls (`--workers N`), reading what `escrow serve` put in its environment.
@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,25 +25,22 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic.json_schema import models_json_schema
-from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from escrow.commands.config import POLICY_ENV, load_policy
 from escrow.commands.http import bodies, command_routes, console, event_routes, read_routes
 from escrow.commands.http.answers import CommandAnswer, Health
-from escrow.commands.http.auth import Unauthenticated, caller, staff_or_platform
-from escrow.commands.http.bodies import BodyTooLarge, NotJSON
-from escrow.commands.http.edge import Edge
-from escrow.commands.http.engine import Engine, StoreUnavailable
+from escrow.commands.http.auth import caller, staff_or_platform
+from escrow.commands.http.engine import Engine
 from escrow.commands.http.keys import Keys, Principal
-from escrow.commands.http.problems import Problem, problem, refusal, unreachable
-from escrow.errors import EscrowError
+from escrow.commands.http.problems import Problem
+from escrow.commands.http.service import Service
 from escrow.policy import Policy
 
 STORE_ENV, KEYS_ENV = "ESCROW_HTTP_STORE", "ESCROW_HTTP_KEYS"
 
 
-def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
+def create_app(store: str, keys: Keys, policy: Policy | None = None) -> Service:
     registry = CollectorRegistry()
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
@@ -56,7 +52,7 @@ def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
         yield
         engine.close()
 
-    app = FastAPI(
+    app = Service(
         title="escrow",
         version=version("escrow"),
         summary="P2P escrow orders and appeals: commands, reads and the event log.",
@@ -67,19 +63,16 @@ def create_app(store: str, keys: Keys, policy: Policy | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.wakeup = wakeup = event_routes.Wakeup()
     app.state.committed = wakeup.notify
-    command_routes.mount(app)
     app.include_router(read_routes.router)
     app.include_router(event_routes.router)
     _health(app, engine)
     _metrics(app, engine, registry)
     console.mount(app)
-    _refusals(app)
-    app.add_middleware(Edge)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def from_environment() -> FastAPI:
+def from_environment() -> Service:
     """The app of one worker process of `escrow serve --workers N`."""
     policy = os.environ.get(POLICY_ENV)
     return create_app(
@@ -123,44 +116,6 @@ def _metrics(app: FastAPI, engine: Engine, registry: CollectorRegistry) -> None:
         staff_or_platform(who)
         body = await engine.call(generate_latest, registry)
         return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
-
-
-def _refusals(app: FastAPI) -> None:
-    async def escrow_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, EscrowError)
-        return refusal(error)
-
-    async def unauthenticated(_: Request, __: Exception) -> Response:
-        return problem(
-            401,
-            "unauthenticated",
-            "send Authorization: Bearer TOKEN with a token of the keys file",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    async def invalid(_: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        fields = [(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in error.errors()]
-        return problem(422, "validation_error", "invalid request parameters", errors=fields)
-
-    async def http_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPException)
-        code = "not_found" if error.status_code == 404 else "http_error"
-        return problem(
-            error.status_code, code, str(error.detail), headers=dict(error.headers or {})
-        )
-
-    app.add_exception_handler(EscrowError, escrow_error)
-    app.add_exception_handler(Unauthenticated, unauthenticated)
-    app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(StoreUnavailable, lambda _, __: unreachable())
-    app.add_exception_handler(
-        BodyTooLarge, lambda _, __: problem(413, "payload_too_large", "the body is over 64 KiB")
-    )
-    app.add_exception_handler(
-        NotJSON, lambda _, __: problem(400, "invalid_json", "the body is not JSON")
-    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

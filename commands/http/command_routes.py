@@ -2,21 +2,18 @@
 each command's own body. The route only builds the command (the engine's model, `by` from the
 token, `command_id` from Idempotency-Key) and hands it to `Escrow.execute`.
 
-Commands are the service's hot path, so they are plain Starlette routes ahead of FastAPI's:
-FastAPI's route matching and dependency solving cost about a tenth of what a command does
-(docs/http.md, "The command path"). What FastAPI would generate for them, `operations()`
-generates from the same models; errors pass through the app's handlers like any route's."""
+Commands are the service's hot path, so they are plain Starlette routes that the service
+answers before FastAPI's middleware and router (service.py; docs/http.md, "The command path").
+What FastAPI would generate for them, `operations()` generates from the same models."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from escrow.commands.api import Escrow
 from escrow.commands.http.answers import CommandAnswer
@@ -29,6 +26,7 @@ from escrow.commands.models import COMMANDS, Command
 from escrow.errors import NotFound
 from escrow.views import Outcome
 
+PREFIX = "/v1/commands/"
 CREATED = frozenset({"create_order", "open_appeal", "file_complaint"})
 KEY = "Idempotency-Key"
 
@@ -73,25 +71,10 @@ async def _unknown(request: Request) -> Response:
     raise NotFound(f"no command {request.path_params['command']!r}")
 
 
-class _Route(Route):
-    """A Starlette route that names itself in the scope, as FastAPI's routes do (FastAPI's
-    router does it for its own only), so that the access log shows its path."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self
-        await super().handle(scope, receive, send)
-
-
 ROUTES = [
-    *(_Route(f"/v1/commands/{name}", _endpoint(name), methods=["POST"]) for name in COMMANDS),
-    _Route("/v1/commands/{command}", _unknown, methods=["POST"]),
+    *(Route(f"{PREFIX}{name}", _endpoint(name), methods=["POST"]) for name in COMMANDS),
+    Route(PREFIX + "{command}", _unknown, methods=["POST"]),
 ]
-
-
-def mount(app: FastAPI) -> None:
-    """The command routes, first: a command is matched before any other route is tried.
-    Called while the app is built, before any request, when FastAPI has cached no routes."""
-    app.router.routes[:0] = ROUTES
 
 
 def operations() -> dict[str, Any]:
@@ -134,5 +117,5 @@ def operations() -> dict[str, Any]:
         }
         if model.__doc__:
             operation["description"] = model.__doc__
-        paths[f"/v1/commands/{name}"] = {"post": operation}
+        paths[f"{PREFIX}{name}"] = {"post": operation}
     return paths
