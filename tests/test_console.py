@@ -193,6 +193,12 @@ def test_a_trader_sees_only_its_own_orders(page: Page, http: httpx.Client) -> No
     page.goto(f"/console/#/orders/{own}")
     expect(page.locator("#order-state")).to_have_text("awaiting payment")
     expect(page.locator("button[data-command=open_appeal]")).to_have_count(0)  # not paid
+    post(http, "bob", "mark_paid", {"order": own})
+    page.reload()
+    page.locator("button[data-command=open_appeal]").click()
+    reasons = page.locator("form.command-form select[name=reason] option")
+    expect(reasons).to_contain_text(["payment not received"])  # the seller's reasons only
+    assert "seller not releasing" not in reasons.all_inner_texts()
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("Token")).to_be_visible()

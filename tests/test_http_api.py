@@ -180,6 +180,26 @@ def test_a_replay_answers_what_the_first_time_did(http: httpx.Client) -> None:
     assert again["order"] == first["order"] and again["order"]["state"] == "paid"
 
 
+def test_allowed_names_the_reasons_a_party_may_appeal_for(http: httpx.Client) -> None:
+    order = paid_order(http)
+    staff = ok(http.get(f"/v1/orders/{order}/allowed", headers=auth("carol")))
+    assert "open_appeal" not in staff["commands"] and staff["appeal_reasons"] == []
+    buyer = ok(http.get(f"/v1/orders/{order}/allowed", headers=auth("bob")))["appeal_reasons"]
+    seller = ok(http.get(f"/v1/orders/{order}/allowed", headers=auth("alice")))["appeal_reasons"]
+    assert "seller_not_releasing" in buyer and "seller_not_releasing" not in seller
+    assert "payment_not_received" in seller and "payment_not_received" not in buyer
+    body = {"order": order, "reason": buyer[-1], "appeal": new_id("a")}
+    refused(  # a reason not listed for the caller is one open_appeal refuses
+        post(http, "bob", "open_appeal", {**body, "reason": "payment_not_received"}),
+        403,
+        "not_authorized",
+        "A6",
+    )
+    ok(post(http, "bob", "open_appeal", body), 201)
+    after = ok(http.get(f"/v1/orders/{order}/allowed", headers=auth("bob")))
+    assert "open_appeal" not in after["commands"] and after["appeal_reasons"] == []
+
+
 def test_a_trader_sees_only_its_own(http: httpx.Client) -> None:
     order, appeal = paid_order(http), new_id("a")
     appealed(http, order, appeal)

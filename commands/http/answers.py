@@ -36,6 +36,7 @@ class Allowed(Answer):
     order: str
     actor: str
     commands: list[str]
+    appeal_reasons: list[str]  # what `open_appeal` accepts now; empty when it is not allowed
 
 
 class AppealAllowed(Answer):

@@ -52,33 +52,22 @@ def _json(answer: BaseModel, headers: dict[str, str] | None = None) -> Response:
     return Response(answer.model_dump_json(), 200, headers, "application/json")
 
 
-def _visible_order(escrow: Escrow, ref: str, who: Principal) -> OrderView:
-    view = escrow.order(ref)
-    if not who.sees_parties(view.seller, view.buyer):
-        raise NotFound(f"no order {ref!r}")
-    return view
-
-
-def _visible_appeal(escrow: Escrow, ref: str, who: Principal) -> AppealView:
-    view = escrow.appeal(ref)
-    order = escrow.order(view.order)
+def _visible(
+    escrow: Escrow, kind: str, ref: str, who: Principal
+) -> OrderView | AppealView | ComplaintView:
+    """The view of an order, appeal or complaint, if `who` is a party to its order or staff;
+    otherwise the same 404 as for one that does not exist."""
+    view: OrderView | AppealView | ComplaintView = getattr(escrow, kind)(ref)
+    order = view if isinstance(view, OrderView) else escrow.order(view.order)
     if not who.sees_parties(order.seller, order.buyer):
-        raise NotFound(f"no appeal {ref!r}")
-    return view
-
-
-def _visible_complaint(escrow: Escrow, ref: str, who: Principal) -> ComplaintView:
-    view = escrow.complaint(ref)
-    order = escrow.order(view.order)
-    if not who.sees_parties(order.seller, order.buyer):
-        raise NotFound(f"no complaint {ref!r}")
+        raise NotFound(f"no {kind} {ref!r}")
     return view
 
 
 @router.get("/v1/orders/{order}", response_model=OrderView)
 def order(order: str, who: Caller, engine: Running) -> Response:
     """The order now; its ETag is its version."""
-    view = _visible_order(engine.get(), order, who)
+    view = _visible(engine.get(), "order", order, who)
     return _json(view, {"ETag": f'"{view.version}"'})
 
 
@@ -118,23 +107,25 @@ def _cursor(text: str) -> tuple[datetime, str]:
 @router.get("/v1/orders/{order}/timeline", response_model=Timeline)
 def order_timeline(order: str, who: Caller, engine: Running) -> Response:
     """Every event of the order and its appeals (and the sanctions they caused), oldest first."""
-    _visible_order(engine.get(), order, who)
+    _visible(engine.get(), "order", order, who)
     entries = [e.as_json() for e in timeline(engine.history(), order)]
     return _json(Timeline(order=order, events=entries))
 
 
 @router.get("/v1/orders/{order}/allowed", response_model=Allowed)
 def allowed(order: str, who: Caller, engine: Running) -> Response:
-    """The commands the caller may issue on the order now."""
+    """The commands the caller may issue on the order now, and the reasons it may open an
+    appeal for (A3, A6, A7, C6), each one that `open_appeal` accepts."""
     escrow = engine.get()
-    _visible_order(escrow, order, who)
+    _visible(escrow, "order", order, who)
     commands = escrow.allowed(who.name, order=order)
-    return _json(Allowed(order=order, actor=who.name, commands=commands))
+    reasons = escrow.appeal_reasons(who.name, order) if "open_appeal" in commands else []
+    return _json(Allowed(order=order, actor=who.name, commands=commands, appeal_reasons=reasons))
 
 
 @router.get("/v1/appeals/{appeal}", response_model=AppealView)
 def appeal(appeal: str, who: Caller, engine: Running) -> Response:
-    view = _visible_appeal(engine.get(), appeal, who)
+    view = _visible(engine.get(), "appeal", appeal, who)
     return _json(view, {"ETag": f'"{view.version}"'})
 
 
@@ -142,14 +133,14 @@ def appeal(appeal: str, who: Caller, engine: Running) -> Response:
 def appeal_allowed(appeal: str, who: Caller, engine: Running) -> Response:
     """The commands the caller may issue on the appeal now."""
     escrow = engine.get()
-    _visible_appeal(escrow, appeal, who)
+    _visible(escrow, "appeal", appeal, who)
     commands = escrow.allowed(who.name, appeal=appeal)
     return _json(AppealAllowed(appeal=appeal, actor=who.name, commands=commands))
 
 
 @router.get("/v1/complaints/{complaint}", response_model=ComplaintView)
 def complaint(complaint: str, who: Caller, engine: Running) -> Response:
-    view = _visible_complaint(engine.get(), complaint, who)
+    view = _visible(engine.get(), "complaint", complaint, who)
     return _json(view, {"ETag": f'"{view.version}"'})
 
 
@@ -157,7 +148,7 @@ def complaint(complaint: str, who: Caller, engine: Running) -> Response:
 def complaint_allowed(complaint: str, who: Caller, engine: Running) -> Response:
     """The commands the caller may issue on the complaint now."""
     escrow = engine.get()
-    _visible_complaint(escrow, complaint, who)
+    _visible(escrow, "complaint", complaint, who)
     commands = escrow.allowed(who.name, complaint=complaint)
     return _json(ComplaintAllowed(complaint=complaint, actor=who.name, commands=commands))
 

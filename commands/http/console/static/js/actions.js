@@ -18,10 +18,10 @@ function kinds(property) {
   return options.filter((option) => option.type !== "null");
 }
 
-function input(name, property, required, fixed) {
+function input(name, property, required, fixed, only) {
   const id = `field-${name}`;
   const options = kinds(property);
-  const choices = options.find((o) => o.enum)?.enum;
+  const choices = only ?? options.find((o) => o.enum)?.enum;
   const isList = options.some((o) => o.type === "array");
   const long = options.some((o) => (o.maxLength ?? 0) > 200);
   const numeric = options.some((o) => o.type === "number");
@@ -70,14 +70,20 @@ function input(name, property, required, fixed) {
 
 /**
  * Buttons for `commands` (the `allowed` answer); `context` holds the fields already known
- * (the order or appeal the buttons act on). `opened()` runs when a form opens (what an
- * earlier action said no longer applies), `done(answer)` after a command succeeds.
+ * (the order or appeal the buttons act on), `choices` the values a command's field may take
+ * now where the server narrowed them (`{open_appeal: {reason: [...]}}`). `opened()` runs when
+ * a form opens (what an earlier action said no longer applies), `done(answer)` after a
+ * command succeeds.
  */
 export function actionPanel(groups, opened, done) {
   const area = h("div", { class: "action-form" });
-  const buttons = groups.flatMap(({ commands, context }) =>
+  const buttons = groups.flatMap(({ commands, context, choices = {} }) =>
     commands.map((name) =>
-      h("button", { type: "button", "data-command": name, onclick: () => open(name, context) }, sentence(name)),
+      h(
+        "button",
+        { type: "button", "data-command": name, onclick: () => open(name, context, choices[name] ?? {}) },
+        sentence(name),
+      ),
     ),
   );
   const panel = h(
@@ -89,12 +95,12 @@ export function actionPanel(groups, opened, done) {
     area,
   );
 
-  async function open(name, context) {
+  async function open(name, context, only) {
     const schema = await bodySchema(name);
     const required = new Set(schema.required ?? []);
     const fields = Object.entries(schema.properties ?? {}).map(([field, property]) => [
       field,
-      input(field, property, required.has(field), context[field]),
+      input(field, property, required.has(field), context[field], only[field]),
     ]);
     const outcome = h("div", { "aria-live": "polite" });
     const key = crypto.randomUUID(); // one command, however often the form is sent

@@ -204,7 +204,11 @@ export async function renderOrder(main, me, id) {
     panel = actionPanel(
       [
         { commands: appealAllowed?.commands ?? [], context: { appeal: appeal?.appeal } },
-        { commands: allowed.commands, context: { order: order.order } },
+        {
+          commands: allowed.commands,
+          context: { order: order.order },
+          choices: { open_appeal: { reason: allowed.appeal_reasons } },
+        },
       ],
       () => {
         flash = null;
