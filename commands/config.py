@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydantic
 import yaml
 
 from escrow.errors import ValidationError
 from escrow.policy import Policy
+from escrow.validated import InvalidFields
 
 POLICY_ENV = "ESCROW_POLICY"
 
@@ -28,8 +28,6 @@ def load_policy(path: str | Path) -> Policy:
         raise ValidationError(f"policy file {path}: a mapping of policy fields")
     try:
         return Policy.model_validate(data)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+    except InvalidFields as e:
+        problems = "; ".join(f"{field}: {why}" for field, why in e.fields)
         raise ValidationError(f"policy file {path}: {problems}") from None

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -25,9 +24,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from escrow.durations import parse_duration
-from escrow.errors import ValidationError
+from escrow.validated import InvalidFields, Validated, field_errors
 from escrow.vocabulary import Reason
 
 MAX_AMOUNT = Decimal(10) ** 15
@@ -108,41 +108,18 @@ ReasonCode = Literal[
 assert set(ReasonCode.__args__) == {r.value for r in Reason}  # type: ignore[attr-defined]
 
 
-class Command(BaseModel):
+class Command(Validated):
     """Every command names its actor (`by`) and may carry a `command_id` for idempotency.
-
-    However a command is built (`CreateOrder(...)`, `model_validate`, `model_validate_json`,
-    `parse_command`), bad input raises the engine's InvalidCommand (a `validation_error`
-    naming each field), never pydantic's own ValidationError: callers catch one family."""
+    Bad input raises the engine's InvalidCommand (escrow.validated), never pydantic's error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str]
 
     command_id: Ref | None = None
 
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except pydantic.ValidationError as e:
-            raise invalid(self.name, e) from None
-
-    # Not a custom __init__ to pydantic: validation (model_validate) keeps its own fast path
-    # and never calls this with a mapping's keys as keywords.
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
-
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
-        try:
-            return super().model_validate(obj, **kwargs)
-        except pydantic.ValidationError as e:
-            raise invalid(cls.name, e) from None
-
-    @classmethod
-    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
-        try:
-            return super().model_validate_json(json_data, **kwargs)
-        except pydantic.ValidationError as e:
-            raise invalid(cls.name, e) from None
+    def invalid_input(cls, error: pydantic.ValidationError) -> InvalidCommand:
+        return invalid(cls.name, error)
 
     @property
     def actor(self) -> str:
@@ -382,14 +359,14 @@ COMMANDS: dict[str, type[Command]] = {
 }
 
 
-class InvalidCommand(ValidationError):
+class InvalidCommand(InvalidFields):
     """A command that does not fit its model; `fields` names what is wrong, field by field."""
 
-    def __init__(self, name: str, fields: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, name: str, fields: list[tuple[str, str]], details: list[ErrorDetails] | None = None
+    ) -> None:
         self.command = name
-        self.fields = fields
-        detail = "; ".join(f"{f}: {msg}" for f, msg in fields)
-        super().__init__(f"{name}: {detail}")
+        super().__init__(name, fields, details)
 
 
 def parse_command(name: str, data: Any) -> Command:
@@ -403,8 +380,4 @@ def parse_command(name: str, data: Any) -> Command:
 
 
 def invalid(name: str, error: pydantic.ValidationError) -> InvalidCommand:
-    fields = [
-        (".".join(str(p) for p in err["loc"]) or "fields", err["msg"].removeprefix("Value error, "))
-        for err in error.errors()
-    ]
-    return InvalidCommand(name, fields)
+    return InvalidCommand(name, field_errors(error, "fields"), error.errors())

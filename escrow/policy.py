@@ -11,9 +11,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import pydantic
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from escrow.durations import MAX_DURATION, format_duration, parse_duration
+from escrow.validated import InvalidFields, Validated, field_errors
 
 
 def _duration(value: Any) -> Any:
@@ -38,7 +40,9 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Fraction = Annotated[Decimal, BeforeValidator(_strict_decimal)]
 
 
-class Policy(BaseModel):
+class Policy(Validated):
+    """Bad fields raise the engine's InvalidFields (a ValidationError naming each field)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     payment_window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
@@ -53,6 +57,10 @@ class Policy(BaseModel):
     appeal_window_after_close: Duration = Field(default=timedelta(days=60), gt=timedelta(0))
     complaint_window: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
     complaint_response_deadline: Duration = Field(default=timedelta(days=15), gt=timedelta(0))
+
+    @classmethod
+    def invalid_input(cls, error: pydantic.ValidationError) -> InvalidFields:
+        return InvalidFields("policy", field_errors(error, "policy"), error.errors())
 
     @field_validator("partial_ban_durations")
     @classmethod

@@ -18,6 +18,7 @@ from escrow.commands.execution import CommandRunner
 from escrow.commands.http.problems import refusal
 from escrow.commands.models import CreateOrder, MarkPaid, OpenAppeal, parse_command
 from escrow.errors import PRECEDENCE, ConcurrencyConflict, ValidationError
+from escrow.policy import Policy
 from tests.helpers import event_count, order_fields
 
 
@@ -51,6 +52,26 @@ def test_the_fields_are_named() -> None:
     with pytest.raises(InvalidCommand) as parsed:
         parse_command("mark_paid", {"order": "o1"})
     assert parsed.value.fields == [("by", "Field required")]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Policy(payment_window="soon"),
+        lambda: Policy.model_validate({"payment_windw": "15m"}),
+        lambda: Policy.model_validate_json('{"price_deviation_limit": 0.1}'),
+        lambda: Policy(partial_ban_durations=[]),
+    ],
+    ids=["init", "misspelt", "json float", "empty ladder"],
+)
+def test_a_policy_built_with_bad_input_is_an_escrow_error(build: Any) -> None:
+    """An embedding backend passes `policy=Policy(...)`: its mistakes are the engine's
+    validation_error naming the field, like a command's, not pydantic's own error."""
+    with pytest.raises(ValidationError) as caught:
+        build()
+    assert isinstance(caught.value, EscrowError) and caught.value.code == "validation_error"
+    fields = caught.value.fields  # type: ignore[attr-defined]
+    assert len(fields) == 1 and fields[0][0] in str(caught.value)
 
 
 def test_a_clash_that_kept_losing_has_its_own_code(

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from escrow.commands.models import InvalidCommand
 from escrow.errors import EscrowError, ValidationError
+from escrow.validated import InvalidFields
 
 log = logging.getLogger("escrow.http")
 
@@ -94,7 +94,7 @@ def problem(
 
 def refusal(error: EscrowError) -> Response:
     """An engine refusal: its code, its rule, and for bad input the fields and why."""
-    errors = error.fields if isinstance(error, InvalidCommand | BadParameter) else None
+    errors = error.fields if isinstance(error, InvalidFields | BadParameter) else None
     if error.code == "validation_error" and errors is None:
         errors = []
     return problem(

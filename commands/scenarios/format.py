@@ -21,12 +21,14 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic_core import ErrorDetails
 
 from escrow.clock import LATEST, bounded
 from escrow.commands.models import COMMANDS, InvalidCommand, Ref, parse_command
 from escrow.durations import bounded_duration
 from escrow.errors import PRECEDENCE, EscrowError
 from escrow.policy import Policy
+from escrow.validated import InvalidFields
 from escrow.vocabulary import (
     AppealState,
     ClawbackState,
@@ -374,14 +376,14 @@ def _yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
 
 def _pydantic_problems(
     file: str,
-    error: pydantic.ValidationError,
+    errors: list[ErrorDetails],
     *,
     step: int | None = None,
     line: int | None = None,
     prefix: str = "",
 ) -> list[Problem]:
     problems = []
-    for err in error.errors():
+    for err in errors:
         loc = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -440,14 +442,14 @@ def parse(text: str, file: str = "<scenario>") -> Scenario:
     try:
         header = Header.model_validate(data)
     except pydantic.ValidationError as e:
-        raise ScenarioFileError(file, _pydantic_problems(file, e)) from None
+        raise ScenarioFileError(file, _pydantic_problems(file, e.errors())) from None
     problems: list[Problem] = []
     overrides = dict(header.policy)
     policy = Policy()
     try:
         policy = Policy.model_validate(overrides)
-    except pydantic.ValidationError as e:
-        problems.extend(_pydantic_problems(file, e, prefix="policy."))
+    except InvalidFields as e:
+        problems.extend(_pydantic_problems(file, e.details, prefix="policy."))
     agents = frozenset(header.agents)
     steps: list[Step] = []
     for index, raw in enumerate(header.steps):
@@ -575,7 +577,7 @@ def _expect(
     try:
         parsed = model.model_validate(value)
     except pydantic.ValidationError as e:
-        return None, _pydantic_problems(file, e, step=number, line=line, prefix="expect.")
+        return None, _pydantic_problems(file, e.errors(), step=number, line=line, prefix="expect.")
     checks = {str(k): getattr(parsed, str(k)) for k in value if k != target}  # as written
     if "sanctions" in checks:
         checks["sanctions"] = frozenset(checks["sanctions"])
