@@ -77,7 +77,7 @@ def test_cli_times_out_of_range_are_usage_errors(args: list[str], option: str) -
 def test_policy_durations_and_per_order_windows_keep_their_bounds() -> None:
     with pytest.raises(ValidationError, match="payment_window: a policy duration is at most 3650d"):
         Policy(payment_window="3651d")  # type: ignore[arg-type]
-    with pytest.raises(ValidationError, match="partial_ban_durations.1: .*3650d"):
+    with pytest.raises(ValidationError, match=r"partial_ban_durations\.1: .*3650d"):
         Policy(partial_ban_durations=["1d", "99999999d"])  # type: ignore[list-item]
 
 
