@@ -28,7 +28,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import psycopg
-from bench_engine import PG, BareOrder, Stores, project  # scripts/ is this script's path
+from bench_engine import PG, Stores, bare_lifecycle  # scripts/ is this script's path
 from eventsourcing.application import Application
 
 from escrow.commands import CreateOrder, Escrow, ManualClock, MarkPaid, Release
@@ -70,14 +70,7 @@ def baseline_worker(url: str, worker: int, lifecycles: int, start: Barrier) -> t
         start.wait()
         began = time.time()
         for _ in range(lifecycles):
-            order = BareOrder("alice", "bob", "USDT", Decimal("500"), Decimal("0.92"))
-            app.save(order)
-            order = app.repository.get(order.id, projector_func=project)
-            order.mark_paid(Decimal("460"))
-            app.save(order)
-            order = app.repository.get(order.id, projector_func=project)
-            order.release()
-            app.save(order)
+            bare_lifecycle(app)
         return began, time.time()
     finally:
         app.close()

@@ -52,8 +52,12 @@ def _execute(request: Request, cmd: Command, who: Principal) -> CommandAnswer:
     return answer
 
 
+def _status(name: str) -> int:
+    return 201 if name in CREATED else 200
+
+
 def _endpoint(name: str) -> Callable[[Request], Awaitable[Response]]:
-    status = 201 if name in CREATED else 200
+    status = _status(name)
 
     async def post(request: Request) -> Response:
         who = principal(request)
@@ -95,7 +99,6 @@ def operations() -> dict[str, Any]:
     answer = {"$ref": REF.format(model=CommandAnswer.__name__)}
     paths = {}
     for name, model in COMMANDS.items():
-        status = 201 if name in CREATED else 200
         operation = {
             "tags": ["commands"],
             "summary": name.replace("_", " "),
@@ -107,7 +110,7 @@ def operations() -> dict[str, Any]:
                 "content": {"application/json": {"schema": body_ref(name)}},
             },
             "responses": {
-                str(status): {
+                str(_status(name)): {
                     "description": "the command's outcome and what it changed",
                     "headers": {"Idempotent-Replayed": replayed},
                     "content": {"application/json": {"schema": answer}},

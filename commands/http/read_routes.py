@@ -64,6 +64,12 @@ def _visible(
     return view
 
 
+def _allowed(escrow: Escrow, kind: str, ref: str, who: Principal) -> list[str]:
+    """What `who` may issue on an order, appeal or complaint it may see (404 otherwise)."""
+    _visible(escrow, kind, ref, who)
+    return escrow.allowed(who.name, **{kind: ref})
+
+
 @router.get("/v1/orders/{order}", response_model=OrderView)
 def order(order: str, who: Caller, engine: Running) -> Response:
     """The order now; its ETag is its version."""
@@ -117,8 +123,7 @@ def allowed(order: str, who: Caller, engine: Running) -> Response:
     """The commands the caller may issue on the order now, and the reasons it may open an
     appeal for (A3, A6, A7, C6), each one that `open_appeal` accepts."""
     escrow = engine.get()
-    _visible(escrow, "order", order, who)
-    commands = escrow.allowed(who.name, order=order)
+    commands = _allowed(escrow, "order", order, who)
     reasons = escrow.appeal_reasons(who.name, order) if "open_appeal" in commands else []
     return _json(Allowed(order=order, actor=who.name, commands=commands, appeal_reasons=reasons))
 
@@ -132,9 +137,7 @@ def appeal(appeal: str, who: Caller, engine: Running) -> Response:
 @router.get("/v1/appeals/{appeal}/allowed", response_model=AppealAllowed)
 def appeal_allowed(appeal: str, who: Caller, engine: Running) -> Response:
     """The commands the caller may issue on the appeal now."""
-    escrow = engine.get()
-    _visible(escrow, "appeal", appeal, who)
-    commands = escrow.allowed(who.name, appeal=appeal)
+    commands = _allowed(engine.get(), "appeal", appeal, who)
     return _json(AppealAllowed(appeal=appeal, actor=who.name, commands=commands))
 
 
@@ -147,9 +150,7 @@ def complaint(complaint: str, who: Caller, engine: Running) -> Response:
 @router.get("/v1/complaints/{complaint}/allowed", response_model=ComplaintAllowed)
 def complaint_allowed(complaint: str, who: Caller, engine: Running) -> Response:
     """The commands the caller may issue on the complaint now."""
-    escrow = engine.get()
-    _visible(escrow, "complaint", complaint, who)
-    commands = escrow.allowed(who.name, complaint=complaint)
+    commands = _allowed(engine.get(), "complaint", complaint, who)
     return _json(ComplaintAllowed(complaint=complaint, actor=who.name, commands=commands))
 
 
